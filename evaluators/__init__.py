@@ -1,0 +1,1 @@
+"""The CLaMP-style evaluator: music encoder, features, centroids, scores and guard metrics."""

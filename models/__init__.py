@@ -1,0 +1,1 @@
+"""NotaGen's two-level decoder, its patchilizer and its sampler."""

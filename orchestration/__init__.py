@@ -1,0 +1,1 @@
+"""Ray actors, Ray Train + DeepSpeed launch, campaign state and MLflow tracking."""

@@ -1,0 +1,1 @@
+"""Stages of clampdpo: corpus building, training entry points and campaign stages."""

@@ -1,0 +1,41 @@
+"""The project config: one YAML file with a section per stage, presets in ``configs/``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.data.config import DataConfig
+from pipelines.typed_config import ConfigError, apply_overrides, from_dict, load_yaml, option
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ProjectConfig:
+    """All settings of a clampdpo run, one section per stage."""
+
+    data: DataConfig = option(default_factory=DataConfig, help="Corpus building.")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a preset in ``configs/`` (``tiny`` → configs/tiny.yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = CONFIGS_DIR / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    raise ConfigError(f"config {name_or_path}: no such file and no such preset (presets: {', '.join(preset_names())})")
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> ProjectConfig:
+    """Load a preset or YAML file (or the defaults when None) and apply ``section.field=value`` overrides."""
+    data: dict[str, Any] = load_yaml(resolve_config_path(name_or_path)) if name_or_path else {}
+    apply_overrides(data, list(overrides or []))
+    return from_dict(ProjectConfig, data)

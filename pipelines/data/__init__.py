@@ -1,0 +1,1 @@
+"""Corpus building: real scores → standard ABC → cleaned → interleaved ABC and NotaGen training form."""

@@ -1,0 +1,124 @@
+"""Interleaved ABC (CLaMP 2's form) and NotaGen's training form, built on abctoolkit.
+
+Interleaved ABC writes one line per bar holding every voice in turn (``[V:1]...|[V:2]...|``), so a
+bar-level model sees all voices of a bar together. NotaGen's training form is the same but omits a
+voice's bar when it holds only rests, and carries the ``%period`` / ``%composer`` /
+``%instrumentation`` prompt lines on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+REST_LETTERS = frozenset("zZxX")
+# a bar ends on a barline, possibly opening a volta ("|1", ":|2", "|[2")
+_CLOSED_BAR = re.compile(r"(\||::|\|:|\|\])(\[?\d+(,\d+)*)?\s*$")
+# NotaGen augments to these 15 key names (abctoolkit's Key2index keys).
+AUGMENTATION_KEYS = ("Cb", "C", "C#", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B")
+
+
+class InterleaveError(Exception):
+    """The piece cannot be interleaved or transposed; the message is the reject reason."""
+
+
+def _quiet(fn, *args):
+    # abctoolkit prints diagnostics ("Odd bar duration ...") to stdout; the build reports its own reasons.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+def interleave(lines: list[str]) -> list[str]:
+    """Interleaved (CLaMP-compatible) ABC lines of cleaned standard ABC lines."""
+    from abctoolkit.rotate import rotate_abc
+
+    try:
+        return _quiet(rotate_abc, list(lines))
+    except Exception as err:
+        raise InterleaveError(f"rotate_abc failed: {type(err).__name__}: {err}") from None
+
+
+def deinterleave(lines: list[str]) -> list[str]:
+    """Standard (voice-block) ABC lines of interleaved ABC lines."""
+    from abctoolkit.rotate import unrotate_abc
+
+    try:
+        out = _quiet(unrotate_abc, list(lines))
+    except Exception as err:
+        raise InterleaveError(f"unrotate_abc failed: {type(err).__name__}: {err}") from None
+    # unrotate_abc keeps each interleaved line's newline inside the bar text, which leaves
+    # whitespace-only lines behind; in ABC a blank line ends the tune.
+    return [ln + "\n" for ln in "".join(out).split("\n") if ln.strip()]
+
+
+def is_rest_only(bar_text: str) -> bool:
+    """NotaGen's rule: a bar is rest-only when no letter other than z Z x X occurs in it."""
+    return not any(c.isalpha() and c not in REST_LETTERS for c in bar_text)
+
+
+def notagen_form(lines: list[str]) -> list[str]:
+    """NotaGen's training form of cleaned standard ABC: interleaved with rest-only voice bars omitted."""
+    from abctoolkit.utils import extract_barline_and_bartext_dict
+
+    try:
+        meta, prefix, left, bars, right = _quiet(extract_barline_and_bartext_dict, list(lines))
+    except Exception as err:
+        raise InterleaveError(f"cannot split voices into bars: {type(err).__name__}: {err}") from None
+    out = [ln if ln.endswith("\n") else ln + "\n" for ln in meta]
+    for i in range(len(bars["V:1"])):
+        line = ""
+        for voice in prefix:
+            text = bars[voice][i]
+            if is_rest_only(text):
+                continue
+            if i == 0:
+                line += f"[{voice}]{prefix[voice]}{left[voice][0]}{text}{right[voice][0]}"
+            else:
+                line += f"[{voice}]{text}{right[voice][i]}"
+        out.append(line + "\n")
+    return out
+
+
+def prompt_lines(period: str, composer: str, instrumentation: str) -> list[str]:
+    """The three conditioning lines NotaGen's fine-tuning data starts with."""
+    return [f"%{period}\n", f"%{composer}\n", f"%{instrumentation}\n"]
+
+
+def transpose(lines: list[str], key: str) -> list[str]:
+    """Standard ABC lines transposed to ``key`` (one of AUGMENTATION_KEYS) with abctoolkit."""
+    from abctoolkit.transpose import transpose_an_abc_text
+
+    if key not in AUGMENTATION_KEYS:
+        raise ValueError(f"unknown augmentation key {key!r}")
+    try:
+        text = _quiet(transpose_an_abc_text, list(lines), key)
+    except Exception as err:
+        raise InterleaveError(f"transposition to {key} failed: {type(err).__name__}: {err}") from None
+    return [ln + "\n" for ln in text.split("\n") if ln.strip()]
+
+
+def unclosed_bars(interleaved: list[str]) -> list[int]:
+    """Indexes of body lines where some voice's bar does not end on a barline (a broken interleave)."""
+    bad = []
+    for i, line in enumerate(body_lines(interleaved)):
+        segments = [s for s in re.split(r"(?=\[V:)", line.rstrip("\n")) if s.strip()]
+        if any(not _CLOSED_BAR.search(s) for s in segments):
+            bad.append(i)
+    return bad
+
+
+def body_lines(interleaved: list[str]) -> list[str]:
+    """The tune-body lines (one per bar) of interleaved ABC."""
+    return [ln for ln in interleaved if ln.startswith("[V:")]
+
+
+def voice_ids(standard_lines: list[str]) -> list[str]:
+    """Voice ids declared in the header of standard ABC (``V:1`` ...)."""
+    seen: list[str] = []
+    for ln in standard_lines:
+        if ln.startswith("V:"):
+            vid = ln.split()[0]
+            if vid not in seen:
+                seen.append(vid)
+    return seen

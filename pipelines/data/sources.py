@@ -1,0 +1,240 @@
+"""Finding the pieces to convert: music21's bundled corpus and user folders of scores.
+
+Each piece becomes a ``SourceItem`` holding its raw bytes, so the content hash (the key of the
+conversion cache) is computed once and workers never touch the file system to read inputs. Files
+that cannot be a score (wrong extension, empty, binary, not UTF-8) are turned into ``Reject`` rows
+here, before any conversion is attempted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pipelines.data.config import SOURCE_MUSIC21, DataConfig
+from pipelines.typed_config import ConfigError
+
+# extension → format name used by the converter
+SUPPORTED_EXTENSIONS = {".xml": "musicxml", ".musicxml": "musicxml", ".mxl": "mxl", ".krn": "kern", ".abc": "abc"}
+TEXT_FORMATS = {"musicxml", "kern", "abc"}
+_TUNE_START = re.compile(r"^X:", re.MULTILINE)
+_TITLE = re.compile(r"^T:\s*(.+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One piece to convert (a file, or one tune of a multi-tune ABC file)."""
+
+    piece_id: str
+    source: str  # "music21:<collection>" or the user folder it came from
+    path: str  # the file it was read from
+    fmt: str  # musicxml | mxl | kern | abc
+    data: bytes = field(repr=False)
+    collection: str  # music21 collection, or the user folder's name
+    work_id: str  # pieces of one work share it, so the split never separates them
+    tune: int | None = None  # 1-based position of the tune in a multi-tune ABC file
+    sha256: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.fmt.encode() + b"\0" + self.data).hexdigest())
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A file or piece that did not make it into the corpus, and why (one row of rejected.jsonl)."""
+
+    path: str
+    stage: str  # read | convert | clean | interleave | filter | metadata
+    reason: str
+    piece_id: str | None = None
+
+    def to_row(self) -> dict:
+        return {"path": self.path, "stage": self.stage, "reason": self.reason, "id": self.piece_id}
+
+
+def music21_corpus_dir() -> Path:
+    import music21
+
+    return Path(music21.__file__).resolve().parent / "corpus"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "x"
+
+
+def split_abc_tunes(text: str) -> list[str]:
+    """Split a multi-tune ABC file on ``X:`` lines; a file preamble (before the first X:) goes with every tune."""
+    starts = [m.start() for m in _TUNE_START.finditer(text)]
+    if not starts:
+        return [text] if text.strip() else []
+    preamble = text[: starts[0]]
+    # A preamble of only comments and blank lines carries no settings worth repeating.
+    keep = preamble if any(ln.strip() and not ln.startswith("%") or ln.startswith("%%")
+                           for ln in preamble.splitlines()) else ""
+    bounds = starts + [len(text)]
+    return [keep + text[a:b] for a, b in zip(bounds, bounds[1:]) if text[a:b].strip()]
+
+
+def check_bytes(data: bytes, fmt: str) -> str | None:
+    """Why these bytes cannot be a score of this format, or None if they may be."""
+    if not data.strip():
+        return "empty file"
+    if fmt == "mxl":
+        if not data.startswith(b"PK"):
+            return "not a zip archive (an .mxl must be compressed MusicXML)"
+        return None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) and fmt == "musicxml":
+        return None  # UTF-16 MusicXML: the XML parser reads its declared encoding
+    if b"\0" in data:
+        return "binary content (NUL bytes) in a text score format"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if fmt == "musicxml" and re.match(rb"<\?xml[^>]*encoding=[\"'](?!utf-?8)", data[:200], re.I):
+            return None  # declares its own encoding, which the XML parser honours
+        if fmt == "kern" and _latin1_only_in_comments(data):
+            return None  # legacy Humdrum: Latin-1 reference records around UTF-8-clean music
+        return f"not UTF-8 text ({err.reason} at byte {err.start})"
+    return None
+
+
+def _latin1_only_in_comments(data: bytes) -> bool:
+    for line in data.split(b"\n"):
+        if not line.isascii() and not line.startswith(b"!"):
+            return False
+    return True
+
+
+def normalize_text(data: bytes, fmt: str) -> bytes:
+    """UTF-8 bytes for text formats that ``check_bytes`` accepted in a legacy encoding."""
+    if fmt != "kern":
+        return data
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        return data.decode("latin-1").encode("utf-8")
+
+
+def _work_of(collection: str, rel: Path, title: str | None) -> str:
+    if len(rel.parts) > 1:  # movements of one work sit in one folder (beethoven/opus18no1/...)
+        return f"{collection}/{rel.parts[0]}"
+    if title:
+        return f"{collection}/title:{slug(title).lower()}"
+    return f"{collection}/{rel.with_suffix('').as_posix()}"
+
+
+def _items_from_file(path: Path, root: Path, source: str, collection: str,
+                     rejects: list[Reject]) -> list[SourceItem]:
+    rel = path.relative_to(root)
+    base_id = f"{slug(collection)}.{'.'.join(slug(p) for p in rel.with_suffix('').parts)}"
+    fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        rejects.append(Reject(str(path), "read", f"unsupported extension {path.suffix or '(none)'!r}", base_id))
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        rejects.append(Reject(str(path), "read", f"cannot read: {err.strerror or err}", base_id))
+        return []
+    problem = check_bytes(data, fmt)
+    if problem:
+        rejects.append(Reject(str(path), "read", problem, base_id))
+        return []
+    data = normalize_text(data, fmt)
+    if fmt != "abc":
+        return [SourceItem(base_id, source, str(path), fmt, data, collection, _work_of(collection, rel, None))]
+    tunes = split_abc_tunes(data.decode("utf-8"))
+    if not tunes:
+        rejects.append(Reject(str(path), "read", "no ABC tune in file", base_id))
+        return []
+    items = []
+    for i, tune in enumerate(tunes, start=1):
+        m = _TITLE.search(tune)
+        title = m.group(1).strip() if m else None
+        pid = base_id if len(tunes) == 1 else f"{base_id}.t{i:04d}"
+        work = _work_of(collection, rel, title) if len(tunes) > 1 else _work_of(collection, rel, None)
+        items.append(SourceItem(pid, source, str(path), "abc", tune.encode("utf-8"), collection, work,
+                                tune=i if len(tunes) > 1 else None))
+    return items
+
+
+def _walk(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
+
+
+def _sample(items: list[SourceItem], n: int, seed: int, salt: str) -> list[SourceItem]:
+    if n <= 0 or len(items) <= n:
+        return items
+    rng = random.Random(f"{seed}:{salt}")
+    return sorted(rng.sample(sorted(items, key=lambda it: it.piece_id), n), key=lambda it: it.piece_id)
+
+
+def enumerate_sources(cfg: DataConfig) -> tuple[list[SourceItem], list[Reject]]:
+    """All pieces named by the config, and the files rejected while reading them."""
+    items: list[SourceItem] = []
+    rejects: list[Reject] = []
+    for source in cfg.sources:
+        if source == SOURCE_MUSIC21:
+            corpus = music21_corpus_dir()
+            available = sorted(p.name for p in corpus.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+            for collection in cfg.collections:
+                folder = corpus / collection
+                if not folder.is_dir():
+                    raise ConfigError(f"data.collections: unknown music21 collection {collection!r} "
+                                      f"(available: {', '.join(available)})")
+                found: list[SourceItem] = []
+                for path in _walk(folder):
+                    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+                        continue  # music21 ships analyses (.rntxt) beside the scores; they are not pieces
+                    found.extend(_items_from_file(path, folder, f"music21:{collection}", collection, rejects))
+                items.extend(_sample(found, cfg.collection_limits.get(collection, 0), cfg.seed, collection))
+        else:
+            root = Path(source).expanduser()
+            if not root.is_dir():
+                raise ConfigError(f"data.sources: {source!r} is neither 'music21' nor an existing folder")
+            collection = slug(root.resolve().name)
+            found = []
+            for path in _walk(root):
+                found.extend(_items_from_file(path, root, str(root), collection, rejects))
+            items.extend(_sample(found, cfg.collection_limits.get(collection, 0), cfg.seed, collection))
+    seen_files: set[tuple[str, int | None]] = set()
+    ids: set[str] = set()
+    unique = []
+    for it in items:
+        key = (str(Path(it.path).resolve()), it.tune)
+        if key in seen_files:  # two sources named the same file
+            continue
+        seen_files.add(key)
+        if it.piece_id in ids:  # "x.mxl" beside "x.krn": keep both, told apart by extension
+            it = replace(it, piece_id=f"{it.piece_id}-{Path(it.path).suffix.lstrip('.').lower()}")
+        ids.add(it.piece_id)
+        unique.append(it)
+    return _sample(unique, cfg.limit, cfg.seed, "limit"), rejects
+
+
+def mxl_inner_score(data: bytes) -> bytes:
+    """The MusicXML document inside an .mxl (the rootfile of META-INF/container.xml, whatever its extension)."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        names = z.namelist()
+        target = None
+        if "META-INF/container.xml" in names:
+            root = ET.fromstring(z.read("META-INF/container.xml"))
+            for el in root.iter():
+                if el.tag.endswith("rootfile") and el.get("full-path"):
+                    target = el.get("full-path")
+                    break
+        if target is None or target not in names:
+            candidates = [n for n in names if not n.startswith("META-INF") and n.lower().endswith((".xml", ".musicxml"))]
+            if not candidates:
+                raise ValueError("no MusicXML document inside the .mxl archive")
+            target = candidates[0]
+        return z.read(target)
