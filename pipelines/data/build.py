@@ -249,7 +249,8 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
             continue
         music_hash = hashlib.sha256(res["interleaved"].encode()).hexdigest()
         if music_hash in seen_music:
-            rejects.append(Reject(it.path, "filter", f"duplicate of {seen_music[music_hash]}", it.piece_id))
+            rejects.append(Reject(it.path, "filter", f"duplicate (same music as {seen_music[music_hash]})",
+                                  it.piece_id))
             continue
         chars = len(res["interleaved"])
         problem = None

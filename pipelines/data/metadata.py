@@ -106,7 +106,7 @@ def canonical_composer(raw: str | None) -> str | None:
     for name, _, patterns in COMPOSERS:
         if any(p in low for p in patterns):
             return name
-    if re.match(r"(anonymous|anon\b|unknown|traditional|trad\b)", low):
+    if re.match(r"(anon|unknown|traditional|trad\b)", low):  # "anon", "anonymous", "Anonyous" (sic)
         return None
     # drop dates, "(opus dubium)"-style remarks and manuscript sigla ("Lorenzo F-Pn" → "Lorenzo")
     text = re.sub(r"\(.*?\)|,?\s*\d{3,4}.*$|\s+[A-Z]{1,2}-[A-Z][A-Za-z]*\b.*$", "", text).strip(" ,.;")

@@ -135,6 +135,16 @@ def test_split_by_work_keeps_transposed_copies_out_of_train(tmp_path: Path, scor
     assert [p["split"] for p in again.pieces] == [p["split"] for p in result.pieces]
 
 
+def test_the_same_music_twice_is_kept_once(tmp_path: Path, score_dir: Path):
+    (score_dir / "copy_of_duet.musicxml").write_text((score_dir / "duet.musicxml").read_text())
+    result = build_corpus(_cfg(tmp_path, score_dir), progress=False)
+    ids = {p["id"] for p in result.pieces}
+    assert "scores.copy_of_duet" in ids and "scores.duet" not in ids  # the first by id is kept
+    dup = [r for r in result.rejects if r["reason"].startswith("duplicate")]
+    assert len(dup) == 1 and "same music as scores.copy_of_duet" in dup[0]["reason"]
+    assert result.summary["rejects_by_reason"] == {"filter: duplicate": 1}
+
+
 def test_nothing_produced_is_an_error_that_says_why(tmp_path: Path):
     bad = tmp_path / "only_bad"
     bad.mkdir()

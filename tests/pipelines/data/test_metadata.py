@@ -20,6 +20,7 @@ from pipelines.typed_config import ConfigError
     ("Robert Schumann", "Schumann, Robert"),
     ("Cushing (1804)", "Cushing"),
     ("Anonymous I-Rvat", None),
+    ("Anonyous", None),
     ("", None),
 ])
 def test_canonical_composer(raw, name):
