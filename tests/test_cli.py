@@ -15,7 +15,8 @@ def clampdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("args", [[], ["data"], ["data", "build"], ["data", "verify"], ["config"], ["config", "show"]])
+@pytest.mark.parametrize("args", [[], ["data"], ["data", "build"], ["data", "verify"], ["model"], ["model", "patches"],
+                                  ["config"], ["config", "show"]])
 def test_help_on_every_level(args):
     res = clampdpo(*args, "--help")
     assert res.returncode == 0, res.stderr
@@ -35,6 +36,9 @@ def test_data_build_and_verify_end_to_end(tmp_path: Path, score_dir: Path):
     assert "4/4 = 100.0%" in res.stdout
     res = clampdpo("data", "stats", str(out))
     assert res.returncode == 0 and "pieces: 4" in res.stdout
+    res = clampdpo("model", "patches", str(out / "train" / "scores.duet.abc"), "--show")
+    assert res.returncode == 0, res.stderr
+    assert "scores.duet.abc: " in res.stdout and "fits" in res.stdout and "[r:0/3][V:1]c2 d" in res.stdout
     # a rebuild converts nothing and says so
     res = clampdpo("data", "build", "--source", str(score_dir), "--out", str(out), "--augment-keys", "--no-progress")
     assert "converted now: 0   transposed now: 0" in res.stdout
