@@ -21,8 +21,10 @@ def _patches(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as err:
         log.error("%s: cannot read as UTF-8 text (%s)", path, err)
         return 1
-    pz = Patchilizer(patch_size=16, patch_length=args.patch_length, stream=not args.no_stream)
-    full = pz.train_patches(text, rng=random.Random(args.seed), cut=False)
+    # Patchilize with no length limit so the count (and the fits/cut verdict) is the whole piece's,
+    # not whatever a random streaming cut happened to keep.
+    pz = Patchilizer(patch_size=16, patch_length=sys.maxsize, stream=not args.no_stream)
+    full = pz.train_patches(text, rng=random.Random(0), cut=False)
     try:
         ids = pz.to_ids(full)
     except ValueError as err:
@@ -34,7 +36,7 @@ def _patches(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{i:>5}  {shown.replace(chr(10), '⏎')!s:<40} {row}\n")
     over = len(full) > args.patch_length
     sys.stdout.write(f"{path.name}: {len(full)} patches of 16 ({len(text)} chars); patch_length {args.patch_length}: "
-                     f"{'cut by streaming' if over else 'fits'}\n")
+                     f"{'longer: training sees a streamed cut' if over else 'fits'}\n")
     return 0
 
 
@@ -48,6 +50,5 @@ def register(groups: argparse._SubParsersAction) -> None:
     pt.add_argument("file", help="an ABC file, e.g. corpus/train/<id>.abc")
     pt.add_argument("--patch-length", type=int, default=1024, help="patches the model sees (default 1024)")
     pt.add_argument("--no-stream", action="store_true", help="no [r:i/n] prefixes, plain truncation")
-    pt.add_argument("--seed", type=int, default=0, help="seed of the streaming cut")
     pt.add_argument("--show", action="store_true", help="print every patch with its ids")
     pt.set_defaults(func=_patches)

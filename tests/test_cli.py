@@ -55,6 +55,17 @@ def test_music21_default_source_small_sample(tmp_path: Path):
     assert {"Bach, Johann Sebastian", "Traditional, Irish"} <= {m["composer"] for m in manifest}
 
 
+def test_model_patches_counts_the_whole_piece(tmp_path: Path):
+    piece = tmp_path / "long.abc"
+    # each line "[r:i/n][V:1]cX|\n" is 17-18 chars = 2 patches: bos + 2 metadata + 100 + eos = 104,
+    # whatever the streaming cut would keep
+    piece.write_text("%Folk\nK:C\n" + "".join(f"[V:1]c{i % 9}|\n" for i in range(50)))
+    for length, verdict in (("104", "fits"), ("103", "longer: training sees a streamed cut")):
+        res = clampdpo("model", "patches", str(piece), "--patch-length", length)
+        assert res.returncode == 0, res.stderr
+        assert "104 patches of 16" in res.stdout and verdict in res.stdout
+
+
 def test_nothing_produced_exits_non_zero_with_reason(tmp_path: Path):
     bad = tmp_path / "bad"
     bad.mkdir()
