@@ -122,3 +122,76 @@ def voice_ids(standard_lines: list[str]) -> list[str]:
             if vid not in seen:
                 seen.append(vid)
     return seen
+
+
+_LINE_POSITION = re.compile(r"^\[r:[^\]]*\]")
+_VOICE_BAR = re.compile(r"\[V:(\d+)\](.*?)(?=\[V:|$)")
+
+
+def _rest_groups(meta_lines: list[str]) -> tuple[list[str], set[str]]:
+    """Voice ids in number order and the set resting with ``z`` (the first voice of each %%score group).
+
+    A voice outside every parenthesised group of ``%%score`` (or every voice, when there is none) is its
+    own group; the other voices of a group rest with the invisible ``x``, as NotaGen writes them.
+    """
+    groups: list[list[str]] = []
+    for line in meta_lines:
+        if line.startswith("%%score"):
+            groups += [g.split() for g in re.findall(r"\((.*?)\)", line)]
+    grouped = {v for g in groups for v in g}
+    voices = []
+    for line in meta_lines:
+        if line.startswith("V:"):
+            voice = line.split()[0][2:]
+            voices.append(voice)
+            if voice not in grouped:
+                groups.append([voice])
+    voices.sort(key=lambda v: int(v) if v.isdigit() else 0)
+    return voices, {g[0] for g in groups if g}
+
+
+def restore_rest_voices(lines: list[str]) -> list[str]:
+    """Interleaved (CLaMP-ready) lines of a NotaGen-form piece, as NotaGen's inference writes them.
+
+    The inverse of `notagen_form`: ``[r:i/n]`` line prefixes are dropped and every voice missing from a
+    bar gets a rest (``z`` or ``x``) as long as the bar's most common voice duration, closed with the
+    bar's barline. Raises ValueError when no bar duration can be worked out.
+    """
+    from abctoolkit.duration import calculate_bartext_duration
+    from abctoolkit.utils import Barline_regexPattern
+
+    lines = [ln if ln.endswith("\n") else ln + "\n" for ln in lines if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if "[V:" in ln), None)
+    if start is None:
+        raise ValueError("no tune body ([V:...] line)")
+    meta, body = lines[:start], lines[start:]
+    voices, z_voices = _rest_groups(meta)
+    out = list(meta)
+    ref_dur, barline = None, "|"
+    for index, line in enumerate(body):
+        line = _LINE_POSITION.sub("", line.rstrip("\n"))
+        bars = {m.group(1): m.group(2) for m in _VOICE_BAR.finditer(line)}
+        counts: dict = {}
+        for text in bars.values():
+            barline = "".join(re.split(Barline_regexPattern, text)[-2:])
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    dur = calculate_bartext_duration(text[: len(text) - len(barline)] if barline else text)
+            except Exception:
+                dur = None
+            if dur is not None:
+                counts[dur] = counts.get(dur, 0) + 1
+        if counts:
+            ref_dur = max(counts, key=counts.get)
+        left = line.split("[V:")[0] if index == 0 else ""
+        rebuilt = ""
+        for voice in voices + [v for v in bars if v not in voices]:
+            if voice in bars:
+                rebuilt += f"[V:{voice}]{bars[voice]}"
+                continue
+            if ref_dur is None:
+                raise ValueError(f"body line {index}: no bar duration to fill the rest of voice {voice}")
+            rest = "z" if voice in z_voices else "x"
+            rebuilt += f"[V:{voice}]{left}{rest}{ref_dur}{barline}"
+        out.append(rebuilt + "\n")
+    return out

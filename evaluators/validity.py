@@ -1,0 +1,40 @@
+"""Is a generated piece valid music? NotaGen's checks on the CLaMP-ready (interleaved) form.
+
+A piece is valid when (1) it unrotates to standard ABC, (2) abctoolkit's alignment check passes on the
+unrotated text (every voice has as many bars, and each bar lasts as long in every voice), and (3) the
+score converts to MusicXML (abc2xml) that music21 parses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.data.clean import bar_durations_aligned
+from pipelines.data.interleave import InterleaveError, deinterleave
+from pipelines.data.roundtrip import roundtrip
+
+
+@dataclass
+class Validity:
+    parses: bool
+    aligned: bool
+    reason: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.parses and self.aligned
+
+
+def check_validity(interleaved_text: str | None) -> Validity:
+    if not interleaved_text:
+        return Validity(False, False, "no interleaved form")
+    lines = interleaved_text.splitlines(keepends=True)
+    try:
+        standard = deinterleave(lines)
+    except InterleaveError as err:
+        return Validity(False, False, str(err))
+    aligned = bar_durations_aligned(standard)
+    parsed = roundtrip(interleaved_text)
+    reason = "; ".join(r for r in ("" if aligned else "bars not aligned across voices",
+                                   "" if parsed.parsed_bars is not None else parsed.reason) if r)
+    return Validity(parsed.parsed_bars is not None, aligned, reason)
