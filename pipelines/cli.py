@@ -36,8 +36,9 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     from models import cli as model_cli
     from pipelines import config_cli
     from pipelines.data import cli as data_cli
+    from pipelines.train import cli as train_cli
 
-    return [data_cli.register, model_cli.register, config_cli.register]
+    return [data_cli.register, model_cli.register, train_cli.register, config_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

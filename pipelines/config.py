@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.config import ModelConfig
+from models.sampling_config import SamplingConfig
 from pipelines.data.config import DataConfig
+from pipelines.train.config import ClusterConfig, SFTConfig, TrackingConfig
 from pipelines.typed_config import ConfigError, apply_overrides, from_dict, load_yaml, option
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -17,6 +20,11 @@ class ProjectConfig:
     """All settings of a clampdpo run, one section per stage."""
 
     data: DataConfig = option(default_factory=DataConfig, help="Corpus building.")
+    model: ModelConfig = option(default_factory=ModelConfig, help="The NotaGen decoder: size or weights.")
+    train: SFTConfig = option(default_factory=SFTConfig, help="Supervised pre-training / fine-tuning.")
+    sampling: SamplingConfig = option(default_factory=SamplingConfig, help="Sampling pieces from the model.")
+    cluster: ClusterConfig = option(default_factory=ClusterConfig, help="Ray workers, GPUs and precision.")
+    tracking: TrackingConfig = option(default_factory=TrackingConfig, help="MLflow tracking.")
 
 
 def preset_names() -> list[str]:

@@ -377,3 +377,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     width = max((len(k) for k in summary["rejects_by_reason"]), default=10)
     lines += [f"  {k:<{width}}  {n:>6}" for k, n in summary["rejects_by_reason"].items()]
     return "\n".join(lines)
+
+
+def ensure_corpus(cfg: DataConfig, progress: bool = True) -> Path:
+    """The corpus folder of ``cfg``, built first when it has no split index yet (later stages call this)."""
+    out = Path(cfg.out_dir)
+    if not (out / "train.jsonl").is_file():
+        log.info("no corpus in %s yet: building it first (clampdpo data build)", out)
+        result = build_corpus(cfg, progress=progress)
+        log.info("%s", format_summary(result.summary).splitlines()[0])
+    return out

@@ -1,0 +1,153 @@
+"""The SFT training loop that runs inside each Ray Train worker, on a DeepSpeed engine.
+
+Rank 0 logs to MLflow, shows the progress bar, and writes the final model; every rank takes part in
+checkpoints (DeepSpeed's are collective) and evaluation (eval batches are sharded and summed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def _all_reduce(values: list[float], device: torch.device, world: int) -> list[float]:
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _evaluate(engine, batches: list, device, rank: int, world: int) -> dict[str, float]:
+    model = engine.module
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for patches, mask in batches[rank::world]:
+            out = engine(patches=patches.to(device), patch_mask=mask.to(device))
+            count = int(((patches[:, 1:] != 0) & mask[:, 1:, None].bool()).sum())
+            total += float(out.loss) * count
+            n += count
+    model.train()
+    total, n = _all_reduce([total, float(n)], device, world)
+    loss = total / max(1.0, n)
+    return {"eval/loss": loss, "eval/bpc": loss / math.log(2)}
+
+
+def _worker_logging() -> None:
+    # Ray's worker processes leave the root logger at WARNING; our progress lines go to the driver's console
+    ours = logging.getLogger("orchestration")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
+def sft_worker(payload: dict) -> None:
+    import deepspeed
+    import ray.train
+    import ray.train.torch
+    from tqdm import tqdm
+
+    from models.patchilizer import Patchilizer
+    from orchestration.deepspeed_setup import (deepspeed_config, export_model, prune_checkpoints, set_lr,
+                                               use_bf16)
+    from orchestration.tracking import MetricLogger
+    from pipelines import atomic
+    from pipelines.config import ProjectConfig
+    from pipelines.train.sft import PatchBatches, load_split, lr_at
+    from pipelines.typed_config import from_dict
+
+    _worker_logging()
+    project = from_dict(ProjectConfig, payload["project"])
+    cfg, cluster = project.train, project.cluster
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    main = rank == 0
+    out = Path(payload["out_dir"])
+    ckpt_dir = out / "checkpoints"
+
+    torch.manual_seed(cfg.seed)
+    model = project.model.build()
+    patchilizer = Patchilizer(patch_size=model.config.patch_size, patch_length=model.config.patch_length)
+    train = PatchBatches(load_split(payload["corpus"], "train"), patchilizer, cfg.seed)
+    eval_set = PatchBatches(load_split(payload["corpus"], "eval"), patchilizer, cfg.seed)
+    eval_batches = list(eval_set.eval_batches(cfg.batch_pieces, cfg.eval_pieces))
+
+    bf16 = use_bf16(cluster.precision, device)
+    ds_config = deepspeed_config(cfg.zero_stage, cfg.batch_pieces, cfg.grad_accum, world, cfg.lr,
+                                 cfg.weight_decay, cfg.grad_clip, bf16)
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
+
+    step, elapsed = 0, 0.0
+    if cfg.resume and (ckpt_dir / "latest").is_file():
+        _, client_state = engine.load_checkpoint(str(ckpt_dir))
+        step, elapsed = int(client_state["step"]), float(client_state.get("elapsed", 0.0))
+        if main:
+            log.info("resumed from %s at step %d", ckpt_dir, step)
+
+    tracker = MetricLogger(payload["tracking_uri"], payload["run_id"]) if main else None
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="sft", unit="step", disable=not main, mininterval=2)
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    metrics: dict[str, float] = {}
+    window_loss, window_chars, window_start = 0.0, 0, time.perf_counter()
+    start = time.perf_counter() - elapsed
+    engine.train()
+    while step < cfg.max_steps:
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        set_lr(engine, lr)
+        for micro in range(cfg.grad_accum):
+            patches, mask = train.micro_batch(step, micro, rank, world, cfg.batch_pieces, cfg.grad_accum)
+            out_ = engine(patches=patches.to(device), patch_mask=mask.to(device))
+            engine.backward(out_.loss)
+            engine.step()
+            chars = int(((patches[:, 1:] != 0) & mask[:, 1:, None].bool()).sum())
+            window_loss += float(out_.loss.detach()) * chars
+            window_chars += chars
+        step += 1
+        bar.update(1)
+        elapsed = time.perf_counter() - start
+        out_of_time = _all_reduce([float(elapsed >= budget)], device, world)[0] > 0
+        last = step == cfg.max_steps or out_of_time
+        if step % cfg.log_every == 0 or last:
+            loss_sum, char_sum = _all_reduce([window_loss, float(window_chars)], device, world)
+            seconds = time.perf_counter() - window_start
+            metrics = {"train/loss": loss_sum / max(1.0, char_sum), "train/lr": lr,
+                       "train/chars_per_sec": char_sum / max(seconds, 1e-9), "train/elapsed_s": elapsed}
+            metrics["train/bpc"] = metrics["train/loss"] / math.log(2)
+            if main:
+                tracker.log(metrics, step)
+                bar.set_postfix(loss=f"{metrics['train/loss']:.3f}")
+            window_loss, window_chars, window_start = 0.0, 0, time.perf_counter()
+        if step % cfg.eval_every == 0 or last:
+            ev = _evaluate(engine, eval_batches, device, rank, world)
+            metrics.update(ev)
+            if main:
+                tracker.log(ev, step)
+                log.info("step %d: eval loss %.4f (%.3f bits/char)", step, ev["eval/loss"], ev["eval/bpc"])
+        if step % cfg.save_every == 0 or last:
+            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state={"step": step, "elapsed": elapsed})
+            if main:
+                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+        if out_of_time:
+            if main:
+                log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
+            break
+    bar.close()
+    export_model(engine, out / "model", main)
+    if main:
+        summary = {"step": step, "elapsed_s": elapsed, "world_size": world, "device": str(device), "bf16": bf16,
+                   **metrics}
+        atomic.write_json(out / "sft_summary.json", summary)
+    ray.train.report({"step": step, **{k.replace("/", "_"): v for k, v in metrics.items()}})
