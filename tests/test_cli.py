@@ -16,6 +16,7 @@ def clampdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize("args", [[], ["data"], ["data", "build"], ["data", "verify"], ["model"], ["model", "patches"],
+                                  ["model", "sample"], ["model", "import-notagen"], ["train"], ["train", "sft"],
                                   ["config"], ["config", "show"]])
 def test_help_on_every_level(args):
     res = clampdpo(*args, "--help")
@@ -79,3 +80,28 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path):
     res = clampdpo("data", "build", "--set", "data.eval_fraction=7", "--out", str(tmp_path / "o"))
     assert res.returncode == 2
     assert "data.eval_fraction" in res.stderr
+
+
+def test_import_then_sample_with_validity_check(tmp_path: Path):
+    import torch
+
+    from models.notagen import NotaGenConfig
+    from tests.models.test_notagen import NotaGenLayout
+
+    torch.manual_seed(0)
+    torch.save({"model": NotaGenLayout(NotaGenConfig.from_size("tiny")).state_dict()}, tmp_path / "ng.pth")
+    res = clampdpo("model", "import-notagen", str(tmp_path / "ng.pth"), str(tmp_path / "m"), "--size", "tiny")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    res = clampdpo("model", "import-notagen", str(tmp_path / "ng.pth"), str(tmp_path / "m2"), "--size", "small")
+    assert res.returncode == 1 and "shape mismatch" in res.stderr and not (tmp_path / "m2").exists()
+
+    out = tmp_path / "samples"
+    res = clampdpo("model", "sample", str(tmp_path / "m"), "--prompt", "Baroque_Bach, Johann Sebastian_Choral",
+                   "-n", "3", "--seed", "10", "--out", str(out), "--check", "--set", "sampling.max_patches=8")
+    assert res.returncode == 0, res.stderr
+    assert "3 pieces (0 finished)" in res.stdout and "valid (music21 parses" in res.stdout
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [10, 11, 12]
+    assert all(r["patches"] == 8 and r["valid"] is False for r in rows)  # random weights: not music
+    assert (out / "original" / "sample_000010.abc").read_text().startswith("%Baroque\n%Bach, Johann Sebastian\n")
