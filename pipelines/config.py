@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evaluators.config import EvaluatorConfig
 from models.config import ModelConfig
 from models.sampling_config import SamplingConfig
 from pipelines.data.config import DataConfig
@@ -23,6 +24,7 @@ class ProjectConfig:
     model: ModelConfig = option(default_factory=ModelConfig, help="The NotaGen decoder: size or weights.")
     train: SFTConfig = option(default_factory=SFTConfig, help="Supervised pre-training / fine-tuning.")
     sampling: SamplingConfig = option(default_factory=SamplingConfig, help="Sampling pieces from the model.")
+    evaluator: EvaluatorConfig = option(default_factory=EvaluatorConfig, help="The CLaMP-style evaluator.")
     cluster: ClusterConfig = option(default_factory=ClusterConfig, help="Ray workers, GPUs and precision.")
     tracking: TrackingConfig = option(default_factory=TrackingConfig, help="MLflow tracking.")
 

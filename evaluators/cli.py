@@ -1,0 +1,176 @@
+"""``clampdpo evaluator``: train, index, import and use the CLaMP-style evaluator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _project(args: argparse.Namespace, out: str | None = None):
+    from pipelines.config import load_config
+
+    overrides = list(args.overrides)
+    if out:
+        overrides.append(f"evaluator.out_dir={json.dumps(out)}")
+    return load_config(args.config, overrides)
+
+
+def _corpus(project, given: str | None) -> Path:
+    from pipelines.data.build import ensure_corpus
+
+    return Path(given) if given else ensure_corpus(project.data)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from evaluators.report import format_report
+    from evaluators.train import train_evaluator
+    from pipelines.typed_config import to_dict
+
+    project = _project(args, args.out)
+    result = train_evaluator(project.evaluator, _corpus(project, args.corpus), project.tracking.tracking_uri,
+                             project.tracking.experiment, {"evaluator": to_dict(project.evaluator),
+                                                           "data": to_dict(project.data)})
+    r = result.report
+    sys.stdout.write(f"trained in {r['train/minutes']:.1f} min ({int(r['train/pretrain_steps'])} masked-patch + "
+                     f"{int(r['train/contrastive_steps'])} contrastive steps)\n{format_report(r)}\n"
+                     f"evaluator written to {result.out_dir}\n")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    """Features of the ground truth (and the report) for an existing model, e.g. imported CLaMP 2."""
+    from evaluators.report import format_report
+    from evaluators.train import train_evaluator
+
+    project = _project(args)
+    cfg = project.evaluator
+    cfg.init_from, cfg.out_dir, cfg.pretrain_steps, cfg.contrastive_steps = args.dir, args.dir, 0, 0
+    result = train_evaluator(cfg, _corpus(project, args.corpus), project.tracking.tracking_uri,
+                             project.tracking.experiment)
+    sys.stdout.write(f"{format_report(result.report)}\nindexed {result.out_dir}\n")
+    return 0
+
+
+def _read_texts(path: Path) -> list[tuple[str, str]]:
+    files = sorted(path.rglob("*.abc")) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        try:
+            out.append((str(f), f.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as err:
+            log.warning("%s: skipped (%s)", f, err)
+    if not out:
+        raise FileNotFoundError(f"{path}: no .abc files")
+    return out
+
+
+def _features(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from evaluators.evaluator import Evaluator
+    from pipelines import atomic
+
+    ev = Evaluator.load(args.evaluator, args.device)
+    items = _read_texts(Path(args.dir))
+    feats = ev.features([t for _, t in items], progress=True)
+    out = Path(args.out or Path(args.dir) / "features.npz")
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, paths=np.array([p for p, _ in items]), features=feats)
+    atomic.write_bytes(out, buffer.getvalue())
+    sys.stdout.write(f"{len(items)} features ({feats.shape[1]}-d) written to {out}\n")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from evaluators.evaluator import Evaluator
+
+    ev = Evaluator.load(args.evaluator, args.device)
+    items = _read_texts(Path(args.dir))
+    if args.prompt not in ev.centroids:
+        log.error("prompt %r has no ground truth in this evaluator; known prompts:\n  %s", args.prompt,
+                  "\n  ".join(ev.prompts))
+        return 2
+    records = ev.score([t for _, t in items], [args.prompt] * len(items), guards_on=not args.no_guards,
+                       with_features=True, progress=True)
+    for (path, _), rec in zip(items, records):
+        sys.stdout.write(json.dumps({"path": path, **rec.to_dict()}) + "\n")
+    feats = np.array([r.feature for r in records], dtype=np.float32)
+    scores = [r.clamp_score for r in records]
+    summary = {"clamp_score/mean": float(np.nanmean(scores)), **ev.set_metrics(feats, [args.prompt] * len(items))}
+    if not args.no_guards:
+        summary["validity"] = float(np.mean([r.valid for r in records]))
+        summary["plagiarism"] = float(np.mean([r.plagiarism for r in records]))
+    sys.stderr.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from evaluators.import_clamp2 import import_clamp2
+
+    path = import_clamp2(args.m3, args.clamp2, args.out_dir)
+    sys.stdout.write(f"imported to {path}; next: clampdpo evaluator index {args.out_dir}\n")
+    return 0
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    from pipelines.cli import add_config_args
+
+    p = groups.add_parser("evaluator", help="the CLaMP-style music evaluator: train, index, features, score",
+                          description="The reward model of CLaMP-DPO: an M3-style music encoder aligned with "
+                          "metadata text, scoring pieces by cosine to the centroid of real pieces of their prompt.")
+    sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
+
+    tr = sub.add_parser("train", help="masked-patch pre-training, then contrastive text-music training",
+                        description="Train an evaluator on the corpus (built if missing) with the evaluator: "
+                        "section of the config, index the ground truth, and print held-out checks (composer "
+                        "by nearest centroid, prompt margin, real vs corrupted pieces, retrieval). "
+                        "An independent judge: --set evaluator.subset=odd --set evaluator.seed=1 --out runs/judge.")
+    add_config_args(tr)
+    tr.add_argument("--out", help="output folder (overrides evaluator.out_dir)")
+    tr.add_argument("--corpus", help="corpus folder (default: data.out_dir, built if missing)")
+    tr.set_defaults(func=_train)
+
+    ix = sub.add_parser("index", help="compute ground-truth features and the report for an existing model",
+                        description="For an evaluator folder that has model/ but no reference.npz (e.g. after "
+                        "import-clamp2): extract the corpus's features, write reference.npz and report.json.")
+    ix.add_argument("dir", help="evaluator folder")
+    ix.add_argument("--corpus", help="corpus folder (default: data.out_dir, built if missing)")
+    add_config_args(ix)
+    ix.set_defaults(func=_index)
+
+    fe = sub.add_parser("features", help="global CLaMP features of the .abc files of a folder",
+                        description="Windowed, pooled, projected and length-weighted features (CLaMP 2's "
+                        "definition), batched and cached by content hash; written to DIR/features.npz.")
+    fe.add_argument("dir", help="folder of interleaved .abc files (or one file)")
+    fe.add_argument("--evaluator", default="runs/evaluator", help="evaluator folder (default runs/evaluator)")
+    fe.add_argument("--out", help="output .npz (default DIR/features.npz)")
+    fe.add_argument("--device", help="torch device (default: cuda when available)")
+    fe.set_defaults(func=_features)
+
+    sc = sub.add_parser("score", help="CLaMP score and guard metrics of .abc files for one prompt",
+                        description="One JSON line per file (clamp_score, validity, plagiarism, pitch-class "
+                        "entropy) on stdout, and a summary with diversity and Fréchet distance on stderr.")
+    sc.add_argument("dir", help="folder of interleaved .abc files (or one file)")
+    sc.add_argument("--prompt", required=True, help="prompt key period_composer_instrumentation")
+    sc.add_argument("--evaluator", default="runs/evaluator", help="evaluator folder (default runs/evaluator)")
+    sc.add_argument("--no-guards", action="store_true", help="CLaMP scores only (no validity / plagiarism)")
+    sc.add_argument("--device", help="torch device (default: cuda when available)")
+    sc.set_defaults(func=_score)
+
+    im = sub.add_parser("import-clamp2", help="import the published M3 and CLaMP 2 weights (music side)",
+                        description="Map M3's char decoder and CLaMP 2's music encoder and projection into "
+                        "an evaluator folder (shapes checked, weights_only). CLaMP 2's text side is XLM-R and is "
+                        "not imported; the CLaMP score uses the music side only. Then run `evaluator index`.")
+    im.add_argument("m3", help="weights_m3_p_size_64_p_length_512_..._mask_0.45.pth")
+    im.add_argument("clamp2", help="weights_clamp2_h_size_768_..._m3_True.pth")
+    im.add_argument("out_dir", help="evaluator folder to write")
+    im.set_defaults(func=_import)

@@ -1,0 +1,174 @@
+"""``Evaluator``: a trained (or imported) model plus the ground-truth features it scores against.
+
+An evaluator folder holds ``model/`` (safetensors) and ``reference.npz`` (id, prompt, composer, split and
+feature of every ground-truth piece, plus a pointer to the corpus for the plagiarism text check). The
+object is picklable by path, so a Ray actor can host one (``Evaluator.load(dir)`` inside the actor).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evaluators import guards
+from evaluators.features import FeatureCache, FeatureExtractor
+from evaluators.scores import GLOBAL, centroids, cosine
+from evaluators.validity import check_validity
+from pipelines import atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reference:
+    """The ground-truth set: one row per piece."""
+
+    ids: list[str]
+    prompts: list[str]
+    composers: list[str]
+    splits: list[str]
+    features: np.ndarray
+    corpus: str = ""
+
+    def save(self, path: str | Path) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=np.array(self.ids), prompts=np.array(self.prompts),
+                 composers=np.array(self.composers), splits=np.array(self.splits),
+                 features=self.features.astype(np.float32), corpus=np.array(self.corpus))
+        atomic.write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Reference":
+        with np.load(path) as z:
+            return cls([str(x) for x in z["ids"]], [str(x) for x in z["prompts"]],
+                       [str(x) for x in z["composers"]], [str(x) for x in z["splits"]],
+                       z["features"], str(z["corpus"]))
+
+    def select(self, splits: tuple[str, ...]) -> "Reference":
+        keep = [i for i, s in enumerate(self.splits) if s in splits]
+        return Reference([self.ids[i] for i in keep], [self.prompts[i] for i in keep],
+                         [self.composers[i] for i in keep], [self.splits[i] for i in keep],
+                         self.features[keep], self.corpus)
+
+
+@dataclass
+class ScoreRecord:
+    """What the evaluator says about one sample."""
+
+    prompt: str
+    clamp_score: float  # cosine to the prompt's centroid (nan when the prompt has no ground truth)
+    clamp_score_global: float  # cosine to the centroid of all ground truth
+    valid: bool
+    parses: bool
+    aligned: bool
+    invalid_reason: str
+    plagiarism: bool
+    max_feature_cosine: float
+    max_text_similarity: float
+    pitch_class_entropy: float
+    feature: list[float] = field(default_factory=list, repr=False)
+
+    def to_dict(self, with_feature: bool = False) -> dict:
+        out = asdict(self)
+        if not with_feature:
+            out.pop("feature")
+        return out
+
+
+class Evaluator:
+    """Scores pieces against the centroids of ground-truth pieces of their prompts."""
+
+    def __init__(self, extractor: FeatureExtractor, reference: Reference, splits: tuple[str, ...] = ("train", "eval")):
+        self.extractor = extractor
+        self.reference = reference.select(splits)
+        self.centroids = centroids(self.reference.features, self.reference.prompts)
+        self._ref_texts: dict[str, list[str]] | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, batch_size: int = 16,
+             splits: tuple[str, ...] = ("train", "eval")) -> "Evaluator":
+        from evaluators.model import ClampModel
+
+        path = Path(path)
+        if not (path / "model").is_dir() or not (path / "reference.npz").is_file():
+            raise FileNotFoundError(f"{path}: not an evaluator folder (needs model/ and reference.npz; "
+                                    "train one with `clampdpo evaluator train`)")
+        model = ClampModel.from_pretrained(path / "model")
+        cache = FeatureCache(path / "feature_cache.npz")
+        return cls(FeatureExtractor(model, device, batch_size, cache), Reference.load(path / "reference.npz"), splits)
+
+    @property
+    def prompts(self) -> list[str]:
+        return [k for k in self.centroids if k != GLOBAL]
+
+    def features(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self.extractor.extract(texts, progress)
+
+    def reference_texts(self, prompt: str) -> list[str]:
+        """Ground-truth texts of a prompt, read lazily from the corpus (for the Levenshtein rule)."""
+        if self._ref_texts is None:
+            self._ref_texts = defaultdict(list)
+            corpus = Path(self.reference.corpus)
+            for pid, p in zip(self.reference.ids, self.reference.prompts):
+                f = corpus / "interleaved" / f"{pid}.abc"
+                if f.is_file():
+                    self._ref_texts[p].append(f.read_text(encoding="utf-8"))
+        return self._ref_texts.get(prompt, [])
+
+    def score(self, abc_texts: list[str], prompts: list[str], guards_on: bool = True,
+              with_features: bool = False, progress: bool = False) -> list[ScoreRecord]:
+        """One record per (interleaved ABC, prompt): CLaMP score and, with ``guards_on``, validity,
+        plagiarism and pitch-class entropy. A missing or empty text scores nan and is invalid."""
+        if len(abc_texts) != len(prompts):
+            raise ValueError(f"{len(abc_texts)} texts but {len(prompts)} prompts")
+        texts = [t or "" for t in abc_texts]
+        readable = [i for i, t in enumerate(texts) if t.strip()]
+        feats = np.full((len(texts), self.extractor.model.config.projection_size), np.nan, dtype=np.float32)
+        if readable:
+            feats[readable] = self.features([texts[i] for i in readable], progress)
+        ref_feats = self.reference.features
+        records = []
+        for i, (text, prompt) in enumerate(zip(texts, prompts)):
+            f = feats[i]
+            ok = i in set(readable)
+            centroid = self.centroids.get(prompt)
+            score = float(cosine(f[None], centroid)[0]) if ok and centroid is not None else math.nan
+            global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok else math.nan
+            rec = ScoreRecord(prompt, score, global_score, False, False, False, "", False, math.nan, math.nan,
+                              math.nan, f.tolist() if with_features else [])
+            if guards_on and ok:
+                v = check_validity(text)
+                rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
+                keep = [j for j, p in enumerate(self.reference.prompts) if p == prompt]
+                [plag] = guards.plagiarism([text], f[None], self.reference_texts(prompt),
+                                           ref_feats[keep] if keep else np.zeros((0, feats.shape[1])))
+                rec.plagiarism, rec.max_feature_cosine, rec.max_text_similarity = (
+                    plag.plagiarism, plag.max_feature_cosine, plag.max_text_similarity)
+                rec.pitch_class_entropy = guards.pitch_class_entropy(text) if v.parses else math.nan
+            elif not ok:
+                rec.invalid_reason = "empty piece"
+            records.append(rec)
+        return records
+
+    def set_metrics(self, features: np.ndarray, prompts: list[str]) -> dict[str, float]:
+        """Per-prompt diversity (mean pairwise cosine) and Fréchet distance to the prompt's ground truth,
+        averaged over prompts with enough samples; keys are stable metric names."""
+        by_prompt: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(prompts):
+            if not np.isnan(features[i]).any():
+                by_prompt[p].append(i)
+        div, fmd = [], []
+        for p, idx in by_prompt.items():
+            if len(idx) >= 2:
+                div.append(guards.mean_pairwise_cosine(features[idx]))
+            ref = self.reference.features[[j for j, q in enumerate(self.reference.prompts) if q == p]]
+            if len(idx) >= 2 and len(ref) >= 2:
+                fmd.append(guards.frechet_distance(features[idx], ref))
+        return {"diversity/mean_pairwise_cosine": float(np.mean(div)) if div else math.nan,
+                "frechet/mean_per_prompt": float(np.mean(fmd)) if fmd else math.nan}

@@ -1,0 +1,111 @@
+"""Guard metrics that keep a reward from being gamed: plagiarism, diversity, pitch-class entropy, FMD.
+
+Validity lives in evaluators/validity.py. Everything here is pure numpy / rapidfuzz so it is tested
+directly and runs inside any actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+
+from evaluators.scores import cosine_matrix
+
+PLAGIARISM_THRESHOLD = 0.95  # NotaGen: Levenshtein similarity or feature cosine above this
+
+
+def text_similarity(a: str, b: str) -> float:
+    """Normalised Levenshtein similarity: 1 − distance / longer length."""
+    return float(Levenshtein.normalized_similarity(a, b))
+
+
+@dataclass
+class Plagiarism:
+    plagiarism: bool
+    max_feature_cosine: float
+    max_text_similarity: float
+    nearest_reference: int  # index of the reference with the highest feature cosine
+
+
+def plagiarism(texts: list[str], features: np.ndarray, ref_texts: list[str], ref_features: np.ndarray,
+               threshold: float = PLAGIARISM_THRESHOLD) -> list[Plagiarism]:
+    """NotaGen's two rules: feature cosine > threshold to any single reference (its code), or Levenshtein
+    similarity > threshold (its README). Only references whose length could reach the threshold are
+    compared by text, which keeps this linear in practice."""
+    if not len(ref_texts):
+        return [Plagiarism(False, 0.0, 0.0, -1) for _ in texts]
+    sims = cosine_matrix(features, ref_features)
+    ref_lengths = np.array([len(t) for t in ref_texts])
+    out = []
+    for i, text in enumerate(texts):
+        j = int(sims[i].argmax())
+        n = len(text)
+        near = np.nonzero((ref_lengths >= threshold * n) & (n >= threshold * ref_lengths))[0]
+        best_text = max((Levenshtein.normalized_similarity(text, ref_texts[k], score_cutoff=threshold)
+                         for k in near), default=0.0)
+        out.append(Plagiarism(bool(sims[i, j] > threshold or best_text > threshold), float(sims[i, j]),
+                              float(best_text), j))
+    return out
+
+
+def mean_pairwise_cosine(features: np.ndarray) -> float:
+    """Diversity within a set: the mean cosine over distinct pairs (lower = more diverse); nan below 2."""
+    n = len(features)
+    if n < 2:
+        return float("nan")
+    sims = cosine_matrix(features, features)
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
+def entropy_bits(counts: Counter | dict) -> float:
+    total = sum(counts.values())
+    if total == 0:
+        return float("nan")
+    return float(-sum(c / total * math.log2(c / total) for c in counts.values() if c))
+
+
+def pitch_classes(interleaved_text: str) -> Counter:
+    """Pitch-class counts of a piece (key signatures and accidentals applied by music21)."""
+    import music21
+
+    from pipelines.data.convert import abc_to_musicxml
+    from pipelines.data.interleave import deinterleave
+
+    standard = "".join(deinterleave(interleaved_text.splitlines(keepends=True)))
+    xml = abc_to_musicxml("X:1\n" + standard)
+    with contextlib.redirect_stderr(io.StringIO()):
+        score = music21.converter.parseData(xml, format="musicxml")
+    return Counter(p.pitchClass for p in score.pitches)
+
+
+def pitch_class_entropy(interleaved_text: str) -> float:
+    """Shannon entropy (bits, at most log2 12 ≈ 3.585) of the pitch classes; nan when it cannot be read."""
+    try:
+        return entropy_bits(pitch_classes(interleaved_text))
+    except Exception:  # an unreadable sample has no pitch content; validity reports why
+        return float("nan")
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between two feature sets: ‖μa−μb‖² + Tr Σa + Tr Σb − 2 Tr √(Σa Σb).
+
+    Tr √(Σa Σb) is computed as the sum of the square roots of the eigenvalues of √Σa Σb √Σa, which is
+    symmetric PSD, so no complex sqrtm is needed.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the Fréchet distance needs at least two features on each side")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)

@@ -1,0 +1,96 @@
+"""Evaluator training end to end on a small corpus of two styles, and the Evaluator scoring API."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import mlflow
+import numpy as np
+import pytest
+
+from evaluators.config import EvaluatorConfig
+from evaluators.evaluator import Evaluator
+from evaluators.report import random_notes, shuffle_bars
+from evaluators.train import train_evaluator
+from pipelines.typed_config import ConfigError
+
+
+def chorale(rng: random.Random) -> str:
+    bars = []
+    for _ in range(rng.randint(6, 10)):
+        top = " ".join(rng.choice(["G2", "A2", "B2", "c2", "d2"]) for _ in range(4))
+        bars.append(f"[V:1]{top}|[V:2]{rng.choice(['G,8', 'D,8', 'C,8'])}|\n")
+    return "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(bars)
+
+
+def jig(rng: random.Random) -> str:
+    bars = [f"[V:1]{rng.choice(['DFA', 'AFD', 'dfa'])} {rng.choice(['d3', 'f3', 'gfe'])}|\n"
+            for _ in range(rng.randint(8, 12))]
+    return "L:1/8\nM:6/8\nK:D\nV:1 treble\n" + "".join(bars)
+
+
+def write_corpus(root, n: int = 16) -> None:
+    rng = random.Random(0)
+    (root / "interleaved").mkdir(parents=True)
+    splits = {"train": [], "eval": []}
+    for i in range(n):
+        for style, make, period, composer, inst in (("c", chorale, "Baroque", "Bach, Johann Sebastian", "Chorus"),
+                                                    ("j", jig, "Folk", "Traditional, Irish", "Solo melody")):
+            pid = f"{style}{i:02d}"
+            (root / "interleaved" / f"{pid}.abc").write_text(make(rng))
+            row = {"id": pid, "prompt": f"{period}_{composer}_{inst}", "period": period, "composer": composer,
+                   "instrumentation": inst, "title": f"Piece {i}"}
+            splits["eval" if i >= n - 3 else "train"].append(row)
+    for split, rows in splits.items():
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="subset"):
+        EvaluatorConfig(subset="half")
+    with pytest.raises(ConfigError, match="mask_ratio"):
+        EvaluatorConfig(mask_ratio=1.5)
+
+
+def test_corruptions_keep_the_form():
+    rng = random.Random(0)
+    piece = chorale(rng)
+    shuffled = shuffle_bars(piece, rng)
+    assert sorted(shuffled.splitlines()[:5]) == sorted(piece.splitlines()[:5])
+    assert sorted(shuffled) == sorted(piece)  # the same characters, moved
+    noisy = random_notes(piece, random.Random(1))
+    assert noisy != piece and len(noisy) == len(piece) and noisy.count("|") == piece.count("|")
+
+
+def test_train_evaluator_end_to_end(tmp_path):
+    write_corpus(tmp_path / "corpus")
+    cfg = EvaluatorConfig(out_dir=str(tmp_path / "ev"), pretrain_steps=20, contrastive_steps=40, batch_size=8,
+                          train_patches=32, eval_every=20, log_every=10, min_prompt_pieces=3, dropout=0.0)
+    result = train_evaluator(cfg, tmp_path / "corpus")
+    r = result.report
+    assert r["composer/classes"] == 2 and r["composer/accuracy"] == 1.0  # two very different styles
+    assert r["prompt/margin"] > 0
+    assert set(r) >= {"corrupt/real_beats_shuffled_bars", "corrupt/real_beats_random_notes",
+                      "retrieval/text_to_music_top1", "retrieval/text_to_music_top5"}
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'ev' / 'mlflow.db'}")
+    losses = [m.value for m in client.get_metric_history(result.run_id, "contrastive/loss")]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert client.get_metric_history(result.run_id, "pretrain/eval_loss")
+    assert (tmp_path / "ev" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+
+    ev = Evaluator.load(tmp_path / "ev")
+    real = (tmp_path / "corpus" / "interleaved" / "c15.abc").read_text()
+    records = ev.score([real, jig(random.Random(5)), ""], ["Baroque_Bach, Johann Sebastian_Chorus"] * 3)
+    assert records[0].clamp_score > records[1].clamp_score  # a chorale beats a jig against the chorale centroid
+    assert records[0].valid and records[0].plagiarism  # an exact copy of a ground-truth piece
+    assert records[0].max_text_similarity == 1.0
+    assert not records[1].plagiarism
+    assert math.isnan(records[2].clamp_score) and not records[2].valid and records[2].invalid_reason == "empty piece"
+    assert 0 < records[0].pitch_class_entropy <= math.log2(12)
+    feats = ev.features([chorale(random.Random(k)) for k in range(4)])
+    m = ev.set_metrics(feats, ["Baroque_Bach, Johann Sebastian_Chorus"] * 4)
+    assert -1 <= m["diversity/mean_pairwise_cosine"] <= 1 and m["frechet/mean_per_prompt"] >= 0
+    assert np.isfinite(m["frechet/mean_per_prompt"])
