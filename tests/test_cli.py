@@ -17,6 +17,8 @@ def clampdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 @pytest.mark.parametrize("args", [[], ["data"], ["data", "build"], ["data", "verify"], ["model"], ["model", "patches"],
                                   ["model", "sample"], ["model", "import-notagen"], ["train"], ["train", "sft"],
+                                  ["evaluator"], ["evaluator", "train"], ["evaluator", "score"],
+                                  ["evaluator", "features"], ["evaluator", "import-clamp2"], ["evaluator", "index"],
                                   ["config"], ["config", "show"]])
 def test_help_on_every_level(args):
     res = clampdpo(*args, "--help")
@@ -105,3 +107,38 @@ def test_import_then_sample_with_validity_check(tmp_path: Path):
     assert [r["seed"] for r in rows] == [10, 11, 12]
     assert all(r["patches"] == 8 and r["valid"] is False for r in rows)  # random weights: not music
     assert (out / "original" / "sample_000010.abc").read_text().startswith("%Baroque\n%Bach, Johann Sebastian\n")
+
+
+def test_evaluator_train_score_and_features(tmp_path: Path):
+    from tests.evaluators.test_train_evaluator import write_corpus
+
+    write_corpus(tmp_path / "corpus", n=10)
+    res = clampdpo("evaluator", "train", "-c", "tiny", "--corpus", str(tmp_path / "corpus"), "--out",
+                   str(tmp_path / "ev"), "--set", "evaluator.pretrain_steps=5", "--set",
+                   "evaluator.contrastive_steps=5", "--set", "evaluator.batch_size=4", "--set",
+                   "evaluator.train_patches=16", "--set", "evaluator.min_prompt_pieces=2")
+    assert res.returncode == 0, res.stderr
+    assert "composer by nearest centroid" in res.stdout and "real pieces" in res.stdout
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["train/pretrain_steps"] == 5
+
+    res = clampdpo("evaluator", "score", str(tmp_path / "corpus" / "interleaved"), "--prompt",
+                   "Folk_Traditional, Irish_Solo melody", "--evaluator", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 20 and all(-1 <= r["clamp_score"] <= 1 for r in rows)
+    jigs = [r["clamp_score"] for r in rows if "/j" in r["path"]]
+    chorales = [r["clamp_score"] for r in rows if "/c" in r["path"]]
+    assert min(jigs) > max(chorales)  # the Irish prompt's centroid is made of jigs
+    summary = json.loads(res.stderr.strip().splitlines()[-1])
+    assert summary["plagiarism"] == 1.0  # every file is a ground-truth piece
+
+    res = clampdpo("evaluator", "score", str(tmp_path / "corpus" / "interleaved"), "--prompt", "Nope_X_Y",
+                   "--evaluator", str(tmp_path / "ev"))
+    assert res.returncode == 2 and "no ground truth" in res.stderr
+    res = clampdpo("evaluator", "features", str(tmp_path / "corpus" / "interleaved"), "--evaluator",
+                   str(tmp_path / "ev"), "--out", str(tmp_path / "f.npz"))
+    assert res.returncode == 0, res.stderr
+    import numpy as np
+
+    with np.load(tmp_path / "f.npz") as z:
+        assert z["features"].shape == (20, 128)
