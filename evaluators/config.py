@@ -36,6 +36,10 @@ class EvaluatorConfig:
     weight_decay: float = option(0.01, help="AdamW weight decay.")
     text_dropout: bool = option(True, help="Half the time, train on a random subset of the metadata fields "
                                            "(CLaMP 2's text dropout).")
+    hard_negatives: bool = option(True, help="Add a corrupted copy of every piece (notes jittered, or bars put in "
+                                             "random order) to each contrastive batch as a negative no text "
+                                             "matches, so the feature depends on the notes and not only on the "
+                                             "header. Not in CLaMP 2.")
     eval_every: int = option(100, help="Evaluate held-out losses every this many steps of each phase.")
     log_every: int = option(10, help="Log training metrics every this many steps.")
     feature_batch_size: int = option(16, help="Windows per batch in feature extraction.")

@@ -152,9 +152,17 @@ class Batches:
             sel[i, : len(s)] = torch.tensor(s)
         return input_ids, mask, sel, target_ids
 
-    def paired(self, step: int, batch_size: int, text_dropout: bool):
+    def paired(self, step: int, batch_size: int, text_dropout: bool, hard_negatives: bool = False):
+        """(texts, patches, mask, negatives): ``negatives`` is (patches, mask) of one corrupted copy per
+        piece (a training corruption, cropped like its piece) or None."""
+        from evaluators.corrupt import TRAINING_CORRUPTIONS
+
         rng, idx = self._pick(step, batch_size)
         texts = [metadata_text(self.pieces[i].meta, rng if text_dropout else None) for i in idx]
         patches = [crop(self._encoded[i], self.train_patches, rng) for i in idx]
         ids, mask = pad_patches(patches, self.patchilizer.patch_size)
-        return texts, ids, mask
+        negatives = None
+        if hard_negatives:
+            bad = [self.patchilizer.encode(rng.choice(TRAINING_CORRUPTIONS)(self.pieces[i].text, rng)) for i in idx]
+            negatives = pad_patches([crop(b, self.train_patches, rng) for b in bad], self.patchilizer.patch_size)
+        return texts, ids, mask, negatives

@@ -196,18 +196,29 @@ class ClampModel(PreTrainedModel):
         return self.text_proj(average_pool(self.text_encoder(ids, mask), mask))
 
     def contrastive(self, text_ids: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor,
-                    patch_mask: torch.Tensor) -> ContrastiveOutput:
-        """Symmetric InfoNCE; texts that are identical in the batch count as positives for each other."""
+                    patch_mask: torch.Tensor, negatives: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> ContrastiveOutput:
+        """Symmetric InfoNCE; texts that are identical in the batch count as positives for each other.
+
+        ``negatives`` (patches, mask) are extra music columns that match no text (corrupted copies): they
+        only enter the text→music direction, as hard negatives.
+        """
         t = F.normalize(self.text_features(text_ids, text_mask), dim=-1)
         m = F.normalize(self.music_features(patches, patch_mask), dim=-1)
         scale = self.logit_scale.clamp(max=math.log(100)).exp()
         logits = scale * t @ m.t()
         same = (text_ids[:, None, :] == text_ids[None, :, :]).all(-1).float()
         target = same / same.sum(1, keepdim=True)
-        loss = 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
-                      + torch.sum(-target.t() * F.log_softmax(logits.t(), 1), 1).mean())
-        accuracy = (same.gather(1, logits.argmax(1, keepdim=True)) > 0).float().mean()
-        return ContrastiveOutput(loss=loss, logits_per_text=logits, text_to_music_accuracy=accuracy)
+        text_logits = logits
+        if negatives is not None:
+            n = F.normalize(self.music_features(*negatives), dim=-1)
+            text_logits = torch.cat([logits, scale * t @ n.t()], dim=1)
+            target = torch.cat([target, torch.zeros(len(t), len(n), device=target.device)], dim=1)
+        loss = 0.5 * (torch.sum(-target * F.log_softmax(text_logits, 1), 1).mean()
+                      + torch.sum(-(same / same.sum(0, keepdim=True)).t() * F.log_softmax(logits.t(), 1), 1).mean())
+        best = text_logits.argmax(1, keepdim=True)
+        accuracy = (target.gather(1, best) > 0).float().mean()
+        return ContrastiveOutput(loss=loss, logits_per_text=text_logits, text_to_music_accuracy=accuracy)
 
 
 def text_ids(texts: list[str], length: int = TEXT_LENGTH) -> tuple[torch.Tensor, torch.Tensor]:

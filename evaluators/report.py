@@ -4,60 +4,14 @@ text→music retrieval, and real pieces against corrupted copies of themselves."
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 
 import numpy as np
 
+from evaluators.corrupt import random_notes, shuffle_bars
 from evaluators.data import Piece, metadata_text
 from evaluators.features import FeatureExtractor
 from evaluators.scores import GLOBAL, centroids, cosine, cosine_matrix, nearest
-
-_VOICE_LABEL = re.compile(r"\[V:[^\]]+\]")
-# quoted text, decorations and inline fields are skipped; any other note letter is a note
-_NOTE = re.compile(r'("[^"]*"|![^!]*!|\+[^+]*\+|\[[A-Za-z]:[^\]]*\])|([A-Ga-g])')
-
-
-def body_line(line: str) -> bool:
-    return line.startswith("[V:") or line.startswith("[r:")
-
-
-def split_voices(line: str) -> tuple[str, list[tuple[str, str]]]:
-    """``[r:0/3][V:1]ab|[V:2]cd|`` → ("[r:0/3]", [("[V:1]", "ab|"), ("[V:2]", "cd|")])."""
-    body = line.rstrip("\n")
-    labels = list(_VOICE_LABEL.finditer(body))
-    if not labels:
-        return body, []
-    parts = []
-    for k, m in enumerate(labels):
-        end = labels[k + 1].start() if k + 1 < len(labels) else len(body)
-        parts.append((m.group(0), body[m.end():end]))
-    return body[: labels[0].start()], parts
-
-
-def shuffle_bars(text: str, rng: random.Random) -> str:
-    """Every voice-bar of the piece moved to a random (line, voice) slot: same material, no structure."""
-    lines = text.splitlines(keepends=True)
-    parsed = {i: split_voices(ln) for i, ln in enumerate(lines) if body_line(ln)}
-    contents = [c for _, parts in parsed.values() for _, c in parts]
-    rng.shuffle(contents)
-    it = iter(contents)
-    for i, (prefix, parts) in parsed.items():
-        newline = "\n" if lines[i].endswith("\n") else ""
-        lines[i] = prefix + "".join(label + next(it) for label, _ in parts) + newline
-    return "".join(lines)
-
-
-def random_notes(text: str, rng: random.Random) -> str:
-    """Every note letter of the body replaced by a random one (durations and bars kept)."""
-    letters = "CDEFGABcdefgab"
-    out = []
-    for line in text.splitlines(keepends=True):
-        if body_line(line):
-            line = _NOTE.sub(lambda m: m.group(1) or rng.choice(letters), line)
-        out.append(line)
-    return "".join(out)
-
 
 def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out: list[Piece],
                       min_pieces: int = 5, seed: int = 0, model=None) -> dict[str, float]:

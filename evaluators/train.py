@@ -120,10 +120,12 @@ def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: B
     done = 0
     for step in bar:
         model.train()
-        texts, ids, mask = train.paired(step, cfg.batch_size, cfg.text_dropout)
+        texts, ids, mask, negatives = train.paired(step, cfg.batch_size, cfg.text_dropout, cfg.hard_negatives)
         t_ids, t_mask = text_ids(texts, model.config.text_length)
+        if negatives is not None:
+            negatives = tuple(x.to(device) for x in negatives)
         with _autocast(device):
-            out = model.contrastive(t_ids.to(device), t_mask.to(device), ids.to(device), mask.to(device))
+            out = model.contrastive(t_ids.to(device), t_mask.to(device), ids.to(device), mask.to(device), negatives)
         phase.step(out.loss, step)
         done = step + 1
         bar.set_postfix(loss=f"{out.loss.item():.3f}")
@@ -134,7 +136,7 @@ def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: B
         if done % cfg.eval_every == 0 or last:
             model.eval()
             with torch.no_grad():
-                texts, ids, mask = held.paired(10_000, cfg.batch_size, False)
+                texts, ids, mask, _ = held.paired(10_000, cfg.batch_size, False)
                 t_ids, t_mask = text_ids(texts, model.config.text_length)
                 ev = model.contrastive(t_ids.to(device), t_mask.to(device), ids.to(device), mask.to(device))
             log_metrics({"contrastive/eval_loss": ev.loss.item(),

@@ -96,3 +96,19 @@ def test_long_piece_feature_is_the_length_weighted_mean_of_windows(tmp_path):
     both = fresh.extract(["L:1/8\nK:C\nV:1 treble\n[V:1]C8|\n", LONG])
     assert np.allclose(both[1], got, atol=1e-5)
     assert PAD_ID == 0
+
+
+def test_hard_negatives_are_only_negatives():
+    model = tiny()
+    ids, mask = text_ids(["period: Baroque", "period: Folk"])
+    enc = M3Patchilizer().encode
+    patches = torch.tensor([enc(LONG)[:8], enc(LONG.replace("C", "E"))[:8]])
+    pm = torch.ones(2, 8, dtype=torch.long)
+    negatives = (torch.tensor([enc(LONG.replace("D", "F"))[:8]]), torch.ones(1, 8, dtype=torch.long))
+    out = model.contrastive(ids, mask, patches, pm, negatives)
+    assert out.logits_per_text.shape == (2, 3)
+    t = F.normalize(model.text_features(ids, mask), dim=-1)
+    m = F.normalize(model.music_features(torch.cat([patches, negatives[0]]), torch.ones(3, 8, dtype=torch.long)), dim=-1)
+    logits = model.logit_scale.exp() * t @ m.t()
+    by_hand = 0.5 * (F.cross_entropy(logits, torch.arange(2)) + F.cross_entropy(logits[:, :2].t(), torch.arange(2)))
+    assert out.loss.item() == pytest.approx(by_hand.item(), rel=1e-5)

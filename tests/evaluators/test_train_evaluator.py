@@ -12,7 +12,7 @@ import pytest
 
 from evaluators.config import EvaluatorConfig
 from evaluators.evaluator import Evaluator
-from evaluators.report import random_notes, shuffle_bars
+from evaluators.corrupt import jitter_notes, permute_bars, random_notes, shuffle_bars
 from evaluators.train import train_evaluator
 from pipelines.typed_config import ConfigError
 
@@ -62,6 +62,10 @@ def test_corruptions_keep_the_form():
     assert sorted(shuffled) == sorted(piece)  # the same characters, moved
     noisy = random_notes(piece, random.Random(1))
     assert noisy != piece and len(noisy) == len(piece) and noisy.count("|") == piece.count("|")
+    jittered = jitter_notes(piece, random.Random(2))
+    assert jittered != piece and len(jittered) == len(piece) and jittered.splitlines()[:5] == piece.splitlines()[:5]
+    permuted = permute_bars(piece, random.Random(3))
+    assert sorted(permuted.splitlines()) == sorted(piece.splitlines()) and permuted != piece
 
 
 def test_train_evaluator_end_to_end(tmp_path):
@@ -76,8 +80,9 @@ def test_train_evaluator_end_to_end(tmp_path):
                       "retrieval/text_to_music_top1", "retrieval/text_to_music_top5"}
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'ev' / 'mlflow.db'}")
-    losses = [m.value for m in client.get_metric_history(result.run_id, "contrastive/loss")]
-    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert len(client.get_metric_history(result.run_id, "contrastive/loss")) == 4
+    held_out = [m.value for m in client.get_metric_history(result.run_id, "contrastive/eval_loss")]
+    assert len(held_out) == 2 and held_out[-1] < held_out[0]
     assert client.get_metric_history(result.run_id, "pretrain/eval_loss")
     assert (tmp_path / "ev" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 

@@ -1,0 +1,86 @@
+"""Corrupted copies of a piece: the same material with its musical sense destroyed.
+
+Two families, kept apart on purpose. The *held-out* corruptions (``shuffle_bars``, ``random_notes``) are
+only used to check an evaluator. The *training* corruptions (``jitter_notes``, ``permute_bars``) are hard
+negatives in contrastive training (``evaluator.hard_negatives``), so that the feature depends on the
+notes and their order and not only on the header; the check then measures whether that generalises to
+corruptions the evaluator never saw.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+_VOICE_LABEL = re.compile(r"\[V:[^\]]+\]")
+# quoted text, decorations and inline fields are skipped; any other note letter is a note
+_NOTE = re.compile(r'("[^"]*"|![^!]*!|\+[^+]*\+|\[[A-Za-z]:[^\]]*\])|([A-Ga-g])')
+
+
+def body_line(line: str) -> bool:
+    return line.startswith("[V:") or line.startswith("[r:")
+
+
+def split_voices(line: str) -> tuple[str, list[tuple[str, str]]]:
+    """``[r:0/3][V:1]ab|[V:2]cd|`` → ("[r:0/3]", [("[V:1]", "ab|"), ("[V:2]", "cd|")])."""
+    body = line.rstrip("\n")
+    labels = list(_VOICE_LABEL.finditer(body))
+    if not labels:
+        return body, []
+    parts = []
+    for k, m in enumerate(labels):
+        end = labels[k + 1].start() if k + 1 < len(labels) else len(body)
+        parts.append((m.group(0), body[m.end():end]))
+    return body[: labels[0].start()], parts
+
+
+def shuffle_bars(text: str, rng: random.Random) -> str:
+    """Every voice-bar of the piece moved to a random (line, voice) slot: same material, no structure."""
+    lines = text.splitlines(keepends=True)
+    parsed = {i: split_voices(ln) for i, ln in enumerate(lines) if body_line(ln)}
+    contents = [c for _, parts in parsed.values() for _, c in parts]
+    rng.shuffle(contents)
+    it = iter(contents)
+    for i, (prefix, parts) in parsed.items():
+        newline = "\n" if lines[i].endswith("\n") else ""
+        lines[i] = prefix + "".join(label + next(it) for label, _ in parts) + newline
+    return "".join(lines)
+
+
+def random_notes(text: str, rng: random.Random) -> str:
+    """Every note letter of the body replaced by a random one (durations and bars kept)."""
+    letters = "CDEFGABcdefgab"
+    out = []
+    for line in text.splitlines(keepends=True):
+        if body_line(line):
+            line = _NOTE.sub(lambda m: m.group(1) or rng.choice(letters), line)
+        out.append(line)
+    return "".join(out)
+
+
+_STEPS = "CDEFGABcdefgab"
+
+
+def jitter_notes(text: str, rng: random.Random, p: float = 0.5) -> str:
+    """Each note letter moved one or two scale steps up or down with probability ``p`` (training)."""
+    def move(m: re.Match) -> str:
+        if m.group(1) or rng.random() >= p:
+            return m.group(0)
+        i = _STEPS.index(m.group(2)) + rng.choice((-2, -1, 1, 2))
+        return _STEPS[min(max(i, 0), len(_STEPS) - 1)]
+
+    return "".join(_NOTE.sub(move, ln) if body_line(ln) else ln for ln in text.splitlines(keepends=True))
+
+
+def permute_bars(text: str, rng: random.Random) -> str:
+    """The body lines (whole bars, every voice kept together) put in a random order (training)."""
+    lines = text.splitlines(keepends=True)
+    body = [i for i, ln in enumerate(lines) if body_line(ln)]
+    order = [lines[i].rstrip("\n") for i in body]
+    rng.shuffle(order)
+    for i, content in zip(body, order):
+        lines[i] = content + ("\n" if lines[i].endswith("\n") else "")
+    return "".join(lines)
+
+
+TRAINING_CORRUPTIONS = (jitter_notes, permute_bars)
