@@ -36,16 +36,37 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class FeatureCache:
-    """``{content hash: feature}`` persisted atomically as one npz file."""
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the weights: features cached for one model are never served for another."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
-    def __init__(self, path: str | Path | None):
+
+FINGERPRINT_KEY = "__model__"
+
+
+class FeatureCache:
+    """``{content hash: feature}`` of one model, persisted atomically as one npz file.
+
+    The file records the model's fingerprint; opened for another model (retrained, re-imported) it
+    starts empty instead of serving stale features.
+    """
+
+    def __init__(self, path: str | Path | None, fingerprint: str | None = None):
         self.path = Path(path) if path else None
+        self.fingerprint = fingerprint  # None: not bound to a model yet (the extractor binds it)
         self.data: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
-        if self.path and self.path.is_file():
+        if self.path and self.path.is_file() and fingerprint is not None:
             with np.load(self.path) as npz:
-                self.data = {k: npz[k] for k in npz.files}
+                stored = str(npz[FINGERPRINT_KEY]) if FINGERPRINT_KEY in npz.files else ""
+                if stored == fingerprint:
+                    self.data = {k: npz[k] for k in npz.files if k != FINGERPRINT_KEY}
+                else:
+                    log.info("%s: cached features belong to another model; starting afresh", self.path)
 
     def get(self, key: str) -> np.ndarray | None:
         return self.data.get(key)
@@ -55,7 +76,7 @@ class FeatureCache:
             self.data.update(items)
             if self.path and items:
                 buffer = io.BytesIO()
-                np.savez(buffer, **self.data)
+                np.savez(buffer, **self.data, **{FINGERPRINT_KEY: np.array(self.fingerprint or "")})
                 atomic.write_bytes(self.path, buffer.getvalue())
 
 
@@ -70,6 +91,10 @@ class FeatureExtractor:
         self.patchilizer = M3Patchilizer(model.config.patch_size)
         self.patch_length = model.config.patch_length
         self.cache = cache or FeatureCache(None)
+        if self.cache.path is not None:
+            fingerprint = model_fingerprint(self.model)
+            if fingerprint != self.cache.fingerprint:
+                self.cache = FeatureCache(self.cache.path, fingerprint)
         self.bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def windows(self, text: str) -> list[tuple[list[list[int]], int]]:

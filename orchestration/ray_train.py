@@ -24,7 +24,19 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                 runtime_env={"worker_process_setup_hook": "orchestration.ray_train.quiet_worker_logs"})
+
+
+# Without a dashboard (a local Ray started here has none) Ray Train's placement-group cleaner cannot
+# reach the state API and warns about it every second for the whole run.
+NOISY_LOGGERS = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
+
+
+def quiet_worker_logs() -> None:
+    """Runs in every worker process of a local Ray (``worker_process_setup_hook``)."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def resolve_gpu(setting: str) -> bool:

@@ -112,3 +112,14 @@ def test_hard_negatives_are_only_negatives():
     logits = model.logit_scale.exp() * t @ m.t()
     by_hand = 0.5 * (F.cross_entropy(logits, torch.arange(2)) + F.cross_entropy(logits[:, :2].t(), torch.arange(2)))
     assert out.loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_cache_is_bound_to_the_model(tmp_path):
+    first, second = tiny(), tiny()
+    with torch.no_grad():
+        second.music_proj.bias.add_(1.0)
+    cache = tmp_path / "cache.npz"
+    a = FeatureExtractor(first, "cpu", cache=FeatureCache(cache)).extract([LONG])
+    b = FeatureExtractor(second, "cpu", cache=FeatureCache(cache)).extract([LONG])  # retrained model, same file
+    assert not np.allclose(a, b)
+    assert np.allclose(b, FeatureExtractor(second, "cpu").extract([LONG]), atol=1e-6)
