@@ -36,10 +36,11 @@ class EvaluatorConfig:
     weight_decay: float = option(0.01, help="AdamW weight decay.")
     text_dropout: bool = option(True, help="Half the time, train on a random subset of the metadata fields "
                                            "(CLaMP 2's text dropout).")
-    hard_negatives: bool = option(True, help="Add a corrupted copy of every piece (notes jittered, or bars put in "
-                                             "random order) to each contrastive batch as a negative no text "
-                                             "matches, so the feature depends on the notes and not only on the "
-                                             "header. Not in CLaMP 2.")
+    hard_negatives: list[str] = option(default_factory=lambda: ["jitter_notes", "permute_bars"],
+                                       help="Corruptions whose copies of the batch's pieces are added to each "
+                                            "contrastive batch as negatives no text matches, so the feature "
+                                            "depends on the notes and not only on the header (not in CLaMP 2): "
+                                            "jitter_notes, permute_bars, swap_voices; [] turns it off.")
     eval_every: int = option(100, help="Evaluate held-out losses every this many steps of each phase.")
     log_every: int = option(10, help="Log training metrics every this many steps.")
     feature_batch_size: int = option(16, help="Windows per batch in feature extraction.")
@@ -58,6 +59,11 @@ class EvaluatorConfig:
               "step counts must be ≥ 0")
         check(self.batch_size >= 2, "batch_size", f"contrastive training needs ≥ 2 pieces, got {self.batch_size}")
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        from evaluators.corrupt import TRAINING_CORRUPTIONS
+
+        unknown = [k for k in self.hard_negatives if k not in TRAINING_CORRUPTIONS]
+        check(not unknown, "hard_negatives", f"unknown corruption(s) {unknown}; choose from "
+                                             f"{', '.join(TRAINING_CORRUPTIONS)}")
         check(self.contrastive_lr > 0, "contrastive_lr", f"must be > 0, got {self.contrastive_lr}")
         check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
         check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "must be > 0")

@@ -2,7 +2,7 @@
 
 Two families, kept apart on purpose. The *held-out* corruptions (``shuffle_bars``, ``random_notes``) are
 only used to check an evaluator. The *training* corruptions (``jitter_notes``, ``permute_bars``) are hard
-negatives in contrastive training (``evaluator.hard_negatives``), so that the feature depends on the
+negatives in contrastive training (``evaluator.hard_negatives`` picks them), so that the feature depends on the
 notes and their order and not only on the header; the check then measures whether that generalises to
 corruptions the evaluator never saw.
 """
@@ -61,7 +61,7 @@ def random_notes(text: str, rng: random.Random) -> str:
 _STEPS = "CDEFGABcdefgab"
 
 
-def jitter_notes(text: str, rng: random.Random, p: float = 0.5) -> str:
+def jitter_notes(text: str, rng: random.Random, p: float = 0.8) -> str:
     """Each note letter moved one or two scale steps up or down with probability ``p`` (training)."""
     def move(m: re.Match) -> str:
         if m.group(1) or rng.random() >= p:
@@ -83,4 +83,22 @@ def permute_bars(text: str, rng: random.Random) -> str:
     return "".join(lines)
 
 
-TRAINING_CORRUPTIONS = (jitter_notes, permute_bars)
+def swap_voices(text: str, rng: random.Random) -> str:
+    """One random permutation of the voices' music applied to every bar: each voice keeps its label but
+    plays another voice's part throughout (training; a single-voice piece gets its bars permuted)."""
+    lines = text.splitlines(keepends=True)
+    parsed = {i: split_voices(ln) for i, ln in enumerate(lines) if body_line(ln)}
+    widths = {len(parts) for _, parts in parsed.values()}
+    if len(widths) != 1 or max(widths) < 2:
+        return permute_bars(text, rng)
+    n = widths.pop()
+    order = list(range(n))
+    while order == list(range(n)):
+        rng.shuffle(order)
+    for i, (prefix, parts) in parsed.items():
+        newline = "\n" if lines[i].endswith("\n") else ""
+        lines[i] = prefix + "".join(parts[k][0] + parts[order[k]][1] for k in range(n)) + newline
+    return "".join(lines)
+
+
+TRAINING_CORRUPTIONS = {fn.__name__: fn for fn in (jitter_notes, permute_bars, swap_voices)}

@@ -152,7 +152,7 @@ class Batches:
             sel[i, : len(s)] = torch.tensor(s)
         return input_ids, mask, sel, target_ids
 
-    def paired(self, step: int, batch_size: int, text_dropout: bool, hard_negatives: bool = False):
+    def paired(self, step: int, batch_size: int, text_dropout: bool, hard_negatives: list[str] | tuple = ()):
         """(texts, patches, mask, negatives): ``negatives`` is (patches, mask) of one corrupted copy per
         piece (a training corruption, cropped like its piece) or None."""
         from evaluators.corrupt import TRAINING_CORRUPTIONS
@@ -163,6 +163,7 @@ class Batches:
         ids, mask = pad_patches(patches, self.patchilizer.patch_size)
         negatives = None
         if hard_negatives:
-            bad = [self.patchilizer.encode(rng.choice(TRAINING_CORRUPTIONS)(self.pieces[i].text, rng)) for i in idx]
+            kinds = [TRAINING_CORRUPTIONS[k] for k in hard_negatives]
+            bad = [self.patchilizer.encode(rng.choice(kinds)(self.pieces[i].text, rng)) for i in idx]
             negatives = pad_patches([crop(b, self.train_patches, rng) for b in bad], self.patchilizer.patch_size)
         return texts, ids, mask, negatives

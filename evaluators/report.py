@@ -94,10 +94,10 @@ def format_report(report: dict[str, float]) -> str:
         lines.append(f"own-prompt centroid {report['prompt/own_score']:.3f} vs other prompts "
                      f"{report['prompt/other_score']:.3f}: mean margin {report['prompt/margin']:+.3f} "
                      f"(own prompt best for {report['prompt/own_is_best']:.1%})")
-        lines.append(f"real pieces {report['corrupt/real_score']:.3f} vs bars shuffled across voices "
-                     f"{report['corrupt/shuffled_bars_score']:.3f} (real higher for "
+        lines.append(f"real pieces {report['corrupt/real_score']:.4f} vs bars shuffled across voices "
+                     f"{report['corrupt/shuffled_bars_score']:.4f} (real higher for "
                      f"{report['corrupt/real_beats_shuffled_bars']:.1%}) vs random notes "
-                     f"{report['corrupt/random_notes_score']:.3f} (real higher for "
+                     f"{report['corrupt/random_notes_score']:.4f} (real higher for "
                      f"{report['corrupt/real_beats_random_notes']:.1%})")
     if "retrieval/text_to_music_top1" in report:
         lines.append(f"text→music retrieval: top-1 {report['retrieval/text_to_music_top1']:.1%}, "

@@ -12,7 +12,7 @@ import pytest
 
 from evaluators.config import EvaluatorConfig
 from evaluators.evaluator import Evaluator
-from evaluators.corrupt import jitter_notes, permute_bars, random_notes, shuffle_bars
+from evaluators.corrupt import jitter_notes, permute_bars, random_notes, shuffle_bars, swap_voices
 from evaluators.train import train_evaluator
 from pipelines.typed_config import ConfigError
 
@@ -66,6 +66,10 @@ def test_corruptions_keep_the_form():
     assert jittered != piece and len(jittered) == len(piece) and jittered.splitlines()[:5] == piece.splitlines()[:5]
     permuted = permute_bars(piece, random.Random(3))
     assert sorted(permuted.splitlines()) == sorted(piece.splitlines()) and permuted != piece
+    swapped = swap_voices(piece, random.Random(4))
+    first = [ln for ln in piece.splitlines() if ln.startswith("[V:1]")][0]
+    top, bass = first[len("[V:1]"):].split("[V:2]")
+    assert f"[V:1]{bass}[V:2]{top}" in swapped  # two voices: the parts trade places in every bar
 
 
 def test_train_evaluator_end_to_end(tmp_path):
