@@ -54,6 +54,7 @@ class ClampConfig(PretrainedConfig):
                  text_layers: int = 6, text_hidden_size: int = 768, projection_size: int = 768,
                  patch_size: int = PATCH_SIZE, patch_length: int = PATCH_LENGTH, text_length: int = TEXT_LENGTH,
                  dropout: float = 0.1, **kwargs):
+        kwargs.setdefault("tie_word_embeddings", True)  # the char decoder's LM head is its embedding
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -153,6 +154,8 @@ class ContrastiveOutput(ModelOutput):
 class ClampModel(PreTrainedModel):
     config_class = ClampConfig
     base_model_prefix = "music_encoder"
+    # GPT-2 ties its LM head to the char embedding; saved once, re-tied on load
+    _tied_weights_keys = {"music_decoder.base.lm_head.weight": "music_decoder.base.transformer.wte.weight"}
     _supports_sdpa = True
 
     def __init__(self, config: ClampConfig):

@@ -123,3 +123,14 @@ def test_cache_is_bound_to_the_model(tmp_path):
     b = FeatureExtractor(second, "cpu", cache=FeatureCache(cache)).extract([LONG])  # retrained model, same file
     assert not np.allclose(a, b)
     assert np.allclose(b, FeatureExtractor(second, "cpu").extract([LONG]), atol=1e-6)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny()
+    batches = Batches([Piece("p", "x", LONG, {})], M3Patchilizer(), 32, seed=0)
+    batch = batches.masked(0, 1, 0.45)
+    model.save_pretrained(tmp_path / "m")
+    loaded = ClampModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.music_decoder.base.lm_head.weight is loaded.music_decoder.base.transformer.wte.weight
+    with torch.no_grad():
+        assert torch.allclose(model.masked_patch_loss(*batch), loaded.masked_patch_loss(*batch))
