@@ -153,3 +153,14 @@ def test_nothing_produced_is_an_error_that_says_why(tmp_path: Path):
     with pytest.raises(BuildError, match=r"no pieces produced .*empty file"):
         build_corpus(_cfg(tmp_path, bad), progress=False)
     assert len(read_jsonl(tmp_path / "corpus" / "rejected.jsonl")) == 2
+
+
+def test_ensure_corpus_builds_once(tmp_path: Path, score_dir: Path):
+    from pipelines.data.build import ensure_corpus
+
+    cfg = _cfg(tmp_path, score_dir)
+    out = ensure_corpus(cfg, progress=False)
+    index = out / "train.jsonl"
+    assert index.is_file()
+    stamp = index.stat().st_mtime_ns
+    assert ensure_corpus(cfg, progress=False) == out and index.stat().st_mtime_ns == stamp  # not rebuilt
