@@ -10,12 +10,13 @@ not ship: its weights are skipped and our small text encoder stays untrained, wh
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 
 from evaluators.model import ClampConfig, ClampModel
+from pipelines import atomic
+from pipelines.checkpoints import CheckpointError, read_state_dict  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +29,6 @@ CLAMP2_PREFIXES = {"symbolic_model.patch_embedding.": "music_encoder.patch_embed
 # Parts of the checkpoints we do not use: BERT's pooler, buffers, CLaMP 2's XLM-R text side.
 IGNORED_PARTS = (".pooler.", "embeddings.position_ids", ".attn.bias", ".attn.masked_bias")
 IGNORED_PREFIXES = ("text_model.", "text_proj.", "logit_scale")
-
-
-class CheckpointError(ValueError):
-    pass
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: cannot read a PyTorch checkpoint ({type(err).__name__}: {err})") from err
-    state = data.get("model", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected {{'model': state_dict}} or a state dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def map_names(state: dict[str, torch.Tensor], prefixes: dict[str, str], source: str) -> dict[str, torch.Tensor]:
@@ -102,14 +87,7 @@ def convert(m3: dict[str, torch.Tensor], clamp2: dict[str, torch.Tensor]) -> Cla
 def import_clamp2(m3_path: str | Path, clamp2_path: str | Path, out_dir: str | Path) -> Path:
     """Write ``OUT_DIR/model`` (safetensors); index it on a corpus with ``clampdpo evaluator index``."""
     model = convert(read_state_dict(m3_path), read_state_dict(clamp2_path))
-    out = Path(out_dir)
-    tmp = out / "model.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
-    from evaluators.train import atomic_replace_dir
-
-    atomic_replace_dir(tmp, out / "model")
+    path = atomic.write_dir(Path(out_dir) / "model", model.save_pretrained)
     log.info("imported CLaMP 2 music side (%d layers, hidden %d) into %s", model.config.num_layers,
-             model.config.hidden_size, out / "model")
-    return out / "model"
+             model.config.hidden_size, path)
+    return path

@@ -8,7 +8,6 @@ report). The result is an evaluator folder that ``Evaluator.load`` reads.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -204,8 +203,7 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
         minutes = (time.monotonic() - start) / 60
 
         model.eval()
-        model.save_pretrained(str(out / "model.tmp"))
-        atomic_replace_dir(out / "model.tmp", out / "model")
+        atomic.write_dir(out / "model", model.save_pretrained)
         extractor = FeatureExtractor(model, device, cfg.feature_batch_size, FeatureCache(out / "feature_cache.npz"))
         reference = build_reference(extractor, corpus, {"train": load_pieces(corpus, "train"), "eval": held})
         reference.save(out / "reference.npz")
@@ -217,21 +215,3 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
         mlflow.log_artifact(str(out / "report.json"))
         log.info("held-out report:\n%s", format_report(report))
         return EvaluatorResult(out, report, run.info.run_id)
-
-
-def atomic_replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a finished folder in place of the old one (rename is atomic; the old copy goes after)."""
-    import shutil
-
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def load_report(path: str | Path) -> dict:
-    return json.loads((Path(path) / "report.json").read_text())

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
+from pipelines import atomic
+from pipelines.checkpoints import CheckpointError, read_state_dict  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ PREFIX_MAP = (
 )
 # Causal-mask buffers that older transformers versions wrote into GPT-2 state dicts; not parameters.
 _MASK_BUFFER = re.compile(r"\.attn\.(bias|masked_bias)$")
-
-
-class CheckpointError(ValueError):
-    """The checkpoint does not match NotaGen's layout or the chosen size; the message names the key."""
 
 
 def our_name(notagen_name: str) -> str:
@@ -51,19 +47,6 @@ def notagen_name(our: str) -> str:
         if our.startswith(ours):
             return theirs + our[len(ours):]
     raise KeyError(our)
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict inside a NotaGen .pth (``{'model': ...}``; a bare state dict is accepted too)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({type(err).__name__}: {err})") from None
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected {{'model': state_dict}} as NotaGen saves it")
-    # checkpoints written from a DistributedDataParallel wrapper carry a 'module.' prefix
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def convert_state_dict(state: dict[str, torch.Tensor], config: NotaGenConfig) -> dict[str, torch.Tensor]:
@@ -96,15 +79,6 @@ def import_notagen(checkpoint: str | Path, out_dir: str | Path, size: str = "lar
     state = convert_state_dict(read_state_dict(checkpoint), config)
     model = NotaGenForCausalLM(config)
     model.load_state_dict(state, strict=True)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    out_dir = atomic.write_dir(out_dir, model.save_pretrained)
     log.info("imported %s (%s, %d tensors) → %s", checkpoint, size, len(state), out_dir)
     return out_dir

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from pipelines import atomic
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -48,15 +49,7 @@ def export_model(engine, out_dir: Path, is_main: bool) -> None:
     if not is_main:
         return
     state = {k: v.detach().float().cpu() for k, v in state.items()}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        module.save_pretrained(tmp, state_dict=state)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    atomic.write_dir(out_dir, lambda tmp: module.save_pretrained(tmp, state_dict=state))
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -22,6 +23,40 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_npz(path: str | Path, **arrays: Any) -> None:
+    """numpy arrays as one ``.npz``, written atomically."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())
+
+
+def write_dir(path: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Write a folder atomically: ``fill`` writes into a temp folder beside ``path``, which then replaces it.
+
+    The old folder is renamed aside before the new one is renamed in and removed after, so a crash leaves
+    the old folder, the new one, or both, never a half-written one under ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = path.with_name(f".{path.name}.old")
+    try:
+        fill(tmp)
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
 def write_text(path: str | Path, text: str) -> None:
