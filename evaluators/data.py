@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from evaluators.m3_patchilizer import MASK_ID, PAD_ID, EOS_ID, M3Patchilizer
+from evaluators.m3_patchilizer import EOS_ID, MASK_ID, PAD_ID, M3Patchilizer
+from pipelines.padding import pad_patches
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +114,6 @@ def mask_patches(patches: list[list[int]], ratio: float, rng: random.Random, mod
     return inputs, selected
 
 
-def pad_patches(rows: list[list[list[int]]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width, size), PAD_ID, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
-
-
 class Batches:
     """Deterministic batches: the order of step k depends only on (seed, k)."""
 
@@ -145,8 +136,8 @@ class Batches:
             x, s = mask_patches(p, ratio, rng, mode)
             targets.append(p), inputs.append(x), selected.append(s)
         size = self.patchilizer.patch_size
-        target_ids, mask = pad_patches(targets, size)
-        input_ids, _ = pad_patches(inputs, size)
+        target_ids, mask = pad_patches(targets, size, PAD_ID)
+        input_ids, _ = pad_patches(inputs, size, PAD_ID)
         sel = torch.zeros_like(mask)
         for i, s in enumerate(selected):
             sel[i, : len(s)] = torch.tensor(s)
@@ -160,10 +151,11 @@ class Batches:
         rng, idx = self._pick(step, batch_size)
         texts = [metadata_text(self.pieces[i].meta, rng if text_dropout else None) for i in idx]
         patches = [crop(self._encoded[i], self.train_patches, rng) for i in idx]
-        ids, mask = pad_patches(patches, self.patchilizer.patch_size)
+        ids, mask = pad_patches(patches, self.patchilizer.patch_size, PAD_ID)
         negatives = None
         if hard_negatives:
             kinds = [TRAINING_CORRUPTIONS[k] for k in hard_negatives]
             bad = [self.patchilizer.encode(rng.choice(kinds)(self.pieces[i].text, rng)) for i in idx]
-            negatives = pad_patches([crop(b, self.train_patches, rng) for b in bad], self.patchilizer.patch_size)
+            cropped = [crop(b, self.train_patches, rng) for b in bad]
+            negatives = pad_patches(cropped, self.patchilizer.patch_size, PAD_ID)
         return texts, ids, mask, negatives

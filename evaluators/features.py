@@ -10,7 +10,6 @@ prompt comment lines do not split the cache) in one ``.npz`` per evaluator.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from evaluators.m3_patchilizer import PAD_ID, M3Patchilizer, feature_windows, preprocess
 from evaluators.model import ClampModel
 from pipelines import atomic
+from pipelines.padding import pad_patches
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ class FeatureCache:
         with self._lock:
             self.data.update(items)
             if self.path and items:
-                buffer = io.BytesIO()
-                np.savez(buffer, **self.data, **{FINGERPRINT_KEY: np.array(self.fingerprint or "")})
-                atomic.write_bytes(self.path, buffer.getvalue())
+                atomic.write_npz(self.path, **self.data, **{FINGERPRINT_KEY: np.array(self.fingerprint or "")})
 
 
 class FeatureExtractor:
@@ -104,13 +102,7 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def _encode(self, windows: list[list[list[int]]]) -> np.ndarray:
-        width = max(len(w) for w in windows)
-        size = self.patchilizer.patch_size
-        ids = torch.full((len(windows), width, size), PAD_ID, dtype=torch.long)
-        mask = torch.zeros(len(windows), width, dtype=torch.long)
-        for i, w in enumerate(windows):
-            ids[i, : len(w)] = torch.tensor(w)
-            mask[i, : len(w)] = 1
+        ids, mask = pad_patches(windows, self.patchilizer.patch_size, PAD_ID)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model.music_features(ids.to(self.device), mask.to(self.device))
         return out.float().cpu().numpy()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from models.patchilizer import PAD_ID, VOCAB_SIZE, Patchilizer
+from pipelines.padding import pad_patches
 
 
 class CorpusMissing(FileNotFoundError):
@@ -73,15 +74,7 @@ class PatchBatches:
 
     def collate(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded patches (B, P, 16) and patch mask (B, P)."""
-        encoded = [self.encode(i, e) for i, e in items]
-        length = max(len(p) for p in encoded)
-        size = self.patchilizer.patch_size
-        patches = torch.full((len(encoded), length, size), PAD_ID, dtype=torch.long)
-        mask = torch.zeros(len(encoded), length, dtype=torch.long)
-        for k, p in enumerate(encoded):
-            patches[k, : len(p)] = torch.tensor(p)
-            mask[k, : len(p)] = 1
-        return patches, mask
+        return pad_patches([self.encode(i, e) for i, e in items], self.patchilizer.patch_size, PAD_ID)
 
     def micro_batch(self, step: int, micro: int, rank: int, world: int, batch_pieces: int, grad_accum: int):
         """This worker's share of one micro-batch of an optimizer step."""
