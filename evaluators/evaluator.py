@@ -7,7 +7,6 @@ object is picklable by path, so a Ray actor can host one (``Evaluator.load(dir)`
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections import defaultdict
@@ -37,11 +36,9 @@ class Reference:
     corpus: str = ""
 
     def save(self, path: str | Path) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, ids=np.array(self.ids), prompts=np.array(self.prompts),
-                 composers=np.array(self.composers), splits=np.array(self.splits),
-                 features=self.features.astype(np.float32), corpus=np.array(self.corpus))
-        atomic.write_bytes(path, buffer.getvalue())
+        atomic.write_npz(path, ids=np.array(self.ids), prompts=np.array(self.prompts),
+                         composers=np.array(self.composers), splits=np.array(self.splits),
+                         features=self.features.astype(np.float32), corpus=np.array(self.corpus))
 
     @classmethod
     def load(cls, path: str | Path) -> "Reference":
@@ -88,6 +85,9 @@ class Evaluator:
         self.extractor = extractor
         self.reference = reference.select(splits)
         self.centroids = centroids(self.reference.features, self.reference.prompts)
+        self._rows_of: dict[str, list[int]] = defaultdict(list)  # prompt → rows of the reference
+        for j, p in enumerate(self.reference.prompts):
+            self._rows_of[p].append(j)
         self._ref_texts: dict[str, list[str]] | None = None
 
     @classmethod
@@ -129,6 +129,7 @@ class Evaluator:
             raise ValueError(f"{len(abc_texts)} texts but {len(prompts)} prompts")
         texts = [t or "" for t in abc_texts]
         readable = [i for i, t in enumerate(texts) if t.strip()]
+        readable_rows = set(readable)
         feats = np.full((len(texts), self.extractor.model.config.projection_size), np.nan, dtype=np.float32)
         if readable:
             feats[readable] = self.features([texts[i] for i in readable], progress)
@@ -136,7 +137,7 @@ class Evaluator:
         records = []
         for i, (text, prompt) in enumerate(zip(texts, prompts)):
             f = feats[i]
-            ok = i in set(readable)
+            ok = i in readable_rows
             centroid = self.centroids.get(prompt)
             score = float(cosine(f[None], centroid)[0]) if ok and centroid is not None else math.nan
             global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok else math.nan
@@ -145,12 +146,12 @@ class Evaluator:
             if guards_on and ok:
                 v = check_validity(text)
                 rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
-                keep = [j for j, p in enumerate(self.reference.prompts) if p == prompt]
+                keep = self._rows_of.get(prompt, [])
                 [plag] = guards.plagiarism([text], f[None], self.reference_texts(prompt),
                                            ref_feats[keep] if keep else np.zeros((0, feats.shape[1])))
                 rec.plagiarism, rec.max_feature_cosine, rec.max_text_similarity = (
                     plag.plagiarism, plag.max_feature_cosine, plag.max_text_similarity)
-                rec.pitch_class_entropy = guards.pitch_class_entropy(text) if v.parses else math.nan
+                rec.pitch_class_entropy = guards.pitch_class_entropy(text, v.score) if v.parses else math.nan
             elif not ok:
                 rec.invalid_reason = "empty piece"
             records.append(rec)
@@ -167,7 +168,7 @@ class Evaluator:
         for p, idx in by_prompt.items():
             if len(idx) >= 2:
                 div.append(guards.mean_pairwise_cosine(features[idx]))
-            ref = self.reference.features[[j for j, q in enumerate(self.reference.prompts) if q == p]]
+            ref = self.reference.features[self._rows_of.get(p, [])]
             if len(idx) >= 2 and len(ref) >= 2:
                 fmd.append(guards.frechet_distance(features[idx], ref))
         return {"diversity/mean_pairwise_cosine": float(np.mean(div)) if div else math.nan,

@@ -6,8 +6,6 @@ directly and runs inside any actor.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -70,24 +68,23 @@ def entropy_bits(counts: Counter | dict) -> float:
     return float(-sum(c / total * math.log2(c / total) for c in counts.values() if c))
 
 
-def pitch_classes(interleaved_text: str) -> Counter:
-    """Pitch-class counts of a piece (key signatures and accidentals applied by music21)."""
-    import music21
+def pitch_classes(interleaved_text: str, score=None) -> Counter:
+    """Pitch-class counts of a piece (key signatures and accidentals applied by music21); pass the music21
+    ``score`` when the piece was already parsed (``check_validity`` keeps it) to skip a second parse."""
+    if score is None:
+        from pipelines.data.convert import abc_to_musicxml
+        from pipelines.data.interleave import deinterleave
+        from pipelines.data.roundtrip import parse_musicxml
 
-    from pipelines.data.convert import abc_to_musicxml
-    from pipelines.data.interleave import deinterleave
-
-    standard = "".join(deinterleave(interleaved_text.splitlines(keepends=True)))
-    xml = abc_to_musicxml("X:1\n" + standard)
-    with contextlib.redirect_stderr(io.StringIO()):
-        score = music21.converter.parseData(xml, format="musicxml")
+        standard = "".join(deinterleave(interleaved_text.splitlines(keepends=True)))
+        score = parse_musicxml(abc_to_musicxml("X:1\n" + standard))
     return Counter(p.pitchClass for p in score.pitches)
 
 
-def pitch_class_entropy(interleaved_text: str) -> float:
+def pitch_class_entropy(interleaved_text: str, score=None) -> float:
     """Shannon entropy (bits, at most log2 12 ≈ 3.585) of the pitch classes; nan when it cannot be read."""
     try:
-        return entropy_bits(pitch_classes(interleaved_text))
+        return entropy_bits(pitch_classes(interleaved_text, score))
     except Exception:  # an unreadable sample has no pitch content; validity reports why
         return float("nan")
 

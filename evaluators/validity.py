@@ -7,7 +7,8 @@ score converts to MusicXML (abc2xml) that music21 parses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.data.clean import bar_durations_aligned
 from pipelines.data.interleave import InterleaveError, deinterleave
@@ -19,6 +20,7 @@ class Validity:
     parses: bool
     aligned: bool
     reason: str = ""
+    score: Any = field(default=None, repr=False, compare=False)  # the parsed music21 score, when it parses
 
     @property
     def valid(self) -> bool:
@@ -37,4 +39,4 @@ def check_validity(interleaved_text: str | None) -> Validity:
     parsed = roundtrip(interleaved_text)
     reason = "; ".join(r for r in ("" if aligned else "bars not aligned across voices",
                                    "" if parsed.parsed_bars is not None else parsed.reason) if r)
-    return Validity(parsed.parsed_bars is not None, aligned, reason)
+    return Validity(parsed.parsed_bars is not None, aligned, reason, parsed.score)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines.data.convert import ConversionError, abc_to_musicxml
 from pipelines.data.interleave import InterleaveError, body_lines, deinterleave
@@ -23,16 +24,25 @@ class RoundTrip:
     expected_bars: int
     parsed_bars: int | None
     reason: str = ""
+    score: Any = field(default=None, repr=False, compare=False)  # the music21 score, for further analysis
+
+
+def parse_musicxml(xml: bytes):
+    import music21
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        return music21.converter.parseData(xml, format="musicxml")
+
+
+def bar_count(score) -> int:
+    """Bars of the first part of a music21 score."""
+    parts = list(score.parts) or [score]
+    return len(parts[0].getElementsByClass("Measure"))
 
 
 def musicxml_bar_count(xml: bytes) -> int:
     """Bars of the first part of a MusicXML document, as music21 reads them."""
-    import music21
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        score = music21.converter.parseData(xml, format="musicxml")
-    parts = list(score.parts) or [score]
-    return len(parts[0].getElementsByClass("Measure"))
+    return bar_count(parse_musicxml(xml))
 
 
 def roundtrip(interleaved_text: str, name: str = "") -> RoundTrip:
@@ -41,13 +51,14 @@ def roundtrip(interleaved_text: str, name: str = "") -> RoundTrip:
     try:
         standard = "".join(deinterleave(lines))
         xml = abc_to_musicxml("X:1\n" + standard)
-        bars = musicxml_bar_count(xml)
+        score = parse_musicxml(xml)
+        bars = bar_count(score)
     except (InterleaveError, ConversionError) as err:
         return RoundTrip(name, False, expected, None, str(err))
     except Exception as err:  # music21 raises many exception types on bad MusicXML
         return RoundTrip(name, False, expected, None, f"music21 cannot parse: {type(err).__name__}: {err}")
     ok = bars == expected
-    return RoundTrip(name, ok, expected, bars, "" if ok else f"{bars} bars parsed, {expected} expected")
+    return RoundTrip(name, ok, expected, bars, "" if ok else f"{bars} bars parsed, {expected} expected", score)
 
 
 def verify_corpus(corpus_dir: str | Path, sample: int = 100, seed: int = 0) -> list[RoundTrip]:
