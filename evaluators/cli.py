@@ -79,11 +79,7 @@ def _features(args: argparse.Namespace) -> int:
     items = _read_texts(Path(args.dir))
     feats = ev.features([t for _, t in items], progress=True)
     out = Path(args.out or Path(args.dir) / "features.npz")
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, paths=np.array([p for p, _ in items]), features=feats)
-    atomic.write_bytes(out, buffer.getvalue())
+    atomic.write_npz(out, paths=np.array([p for p, _ in items]), features=feats)
     sys.stdout.write(f"{len(items)} features ({feats.shape[1]}-d) written to {out}\n")
     return 0
 
@@ -121,6 +117,12 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluator_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="folder of interleaved .abc files (or one file)")
+    parser.add_argument("--evaluator", default="runs/evaluator", help="evaluator folder (default runs/evaluator)")
+    parser.add_argument("--device", help="torch device (default: cuda when available)")
+
+
 def register(groups: argparse._SubParsersAction) -> None:
     from pipelines.cli import add_config_args
 
@@ -150,20 +152,16 @@ def register(groups: argparse._SubParsersAction) -> None:
     fe = sub.add_parser("features", help="global CLaMP features of the .abc files of a folder",
                         description="Windowed, pooled, projected and length-weighted features (CLaMP 2's "
                         "definition), batched and cached by content hash; written to DIR/features.npz.")
-    fe.add_argument("dir", help="folder of interleaved .abc files (or one file)")
-    fe.add_argument("--evaluator", default="runs/evaluator", help="evaluator folder (default runs/evaluator)")
+    _add_evaluator_args(fe)
     fe.add_argument("--out", help="output .npz (default DIR/features.npz)")
-    fe.add_argument("--device", help="torch device (default: cuda when available)")
     fe.set_defaults(func=_features)
 
     sc = sub.add_parser("score", help="CLaMP score and guard metrics of .abc files for one prompt",
                         description="One JSON line per file (clamp_score, validity, plagiarism, pitch-class "
                         "entropy) on stdout, and a summary with diversity and Fréchet distance on stderr.")
-    sc.add_argument("dir", help="folder of interleaved .abc files (or one file)")
+    _add_evaluator_args(sc)
     sc.add_argument("--prompt", required=True, help="prompt key period_composer_instrumentation")
-    sc.add_argument("--evaluator", default="runs/evaluator", help="evaluator folder (default runs/evaluator)")
     sc.add_argument("--no-guards", action="store_true", help="CLaMP scores only (no validity / plagiarism)")
-    sc.add_argument("--device", help="torch device (default: cuda when available)")
     sc.set_defaults(func=_score)
 
     im = sub.add_parser("import-clamp2", help="import the published M3 and CLaMP 2 weights (music side)",
