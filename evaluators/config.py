@@ -46,6 +46,10 @@ class EvaluatorConfig:
     feature_batch_size: int = option(16, help="Windows per batch in feature extraction.")
     min_prompt_pieces: int = option(5, help="Prompts and composers with fewer train pieces are left out of "
                                             "the held-out composer accuracy and margin.")
+    plagiarism_cosine: Optional[float] = option(0.95, help="Feature cosine to one ground-truth piece above which a "
+                                                          "sample counts as plagiarism (NotaGen: 0.95 with CLaMP 2); "
+                                                          "None calibrates it: the 99th percentile of held-out real "
+                                                          "pieces' cosine to their nearest train piece.")
     device: Optional[str] = option(None, help="cpu, cuda, cuda:1 ...; None = a GPU when there is one.")
 
     def __post_init__(self) -> None:

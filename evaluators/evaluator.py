@@ -81,8 +81,13 @@ class ScoreRecord:
 class Evaluator:
     """Scores pieces against the centroids of ground-truth pieces of their prompts."""
 
-    def __init__(self, extractor: FeatureExtractor, reference: Reference, splits: tuple[str, ...] = ("train", "eval")):
+    def __init__(self, extractor: FeatureExtractor, reference: Reference, splits: tuple[str, ...] = ("train", "eval"),
+                 plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD):
         self.extractor = extractor
+        if plagiarism_cosine is None:  # calibrate on the reference: held-out real pieces vs train pieces
+            held = reference.select(("eval",)).features
+            plagiarism_cosine = guards.copy_cosine(held, reference.select(("train",)).features)
+        self.plagiarism_cosine = plagiarism_cosine
         self.reference = reference.select(splits)
         self.centroids = centroids(self.reference.features, self.reference.prompts)
         self._rows_of: dict[str, list[int]] = defaultdict(list)  # prompt → rows of the reference
@@ -92,7 +97,8 @@ class Evaluator:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, batch_size: int = 16,
-             splits: tuple[str, ...] = ("train", "eval")) -> "Evaluator":
+             splits: tuple[str, ...] = ("train", "eval"),
+             plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD) -> "Evaluator":
         from evaluators.model import ClampModel
 
         path = Path(path)
@@ -101,7 +107,8 @@ class Evaluator:
                                     "train one with `clampdpo evaluator train`)")
         model = ClampModel.from_pretrained(path / "model")
         cache = FeatureCache(path / "feature_cache.npz")
-        return cls(FeatureExtractor(model, device, batch_size, cache), Reference.load(path / "reference.npz"), splits)
+        return cls(FeatureExtractor(model, device, batch_size, cache), Reference.load(path / "reference.npz"), splits,
+                   plagiarism_cosine)
 
     @property
     def prompts(self) -> list[str]:
@@ -148,7 +155,8 @@ class Evaluator:
                 rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
                 keep = self._rows_of.get(prompt, [])
                 [plag] = guards.plagiarism([text], f[None], self.reference_texts(prompt),
-                                           ref_feats[keep] if keep else np.zeros((0, feats.shape[1])))
+                                           ref_feats[keep] if keep else np.zeros((0, feats.shape[1])),
+                                           feature_threshold=self.plagiarism_cosine)
                 rec.plagiarism, rec.max_feature_cosine, rec.max_text_similarity = (
                     plag.plagiarism, plag.max_feature_cosine, plag.max_text_similarity)
                 rec.pitch_class_entropy = guards.pitch_class_entropy(text, v.score) if v.parses else math.nan

@@ -32,12 +32,14 @@ class Plagiarism:
 
 
 def plagiarism(texts: list[str], features: np.ndarray, ref_texts: list[str], ref_features: np.ndarray,
-               threshold: float = PLAGIARISM_THRESHOLD) -> list[Plagiarism]:
+               threshold: float = PLAGIARISM_THRESHOLD, feature_threshold: float | None = None) -> list[Plagiarism]:
     """NotaGen's two rules: feature cosine > threshold to any single reference (its code), or Levenshtein
-    similarity > threshold (its README). Only references whose length could reach the threshold are
+    similarity > threshold (its README); ``feature_threshold`` (default: ``threshold``) sets the first rule
+    apart for an evaluator whose features are less spread than CLaMP 2's. Only references whose length could reach the threshold are
     compared by text, which keeps this linear in practice."""
     if not len(ref_texts):
         return [Plagiarism(False, 0.0, 0.0, -1) for _ in texts]
+    feature_threshold = threshold if feature_threshold is None else feature_threshold
     sims = cosine_matrix(features, ref_features)
     ref_lengths = np.array([len(t) for t in ref_texts])
     out = []
@@ -47,9 +49,18 @@ def plagiarism(texts: list[str], features: np.ndarray, ref_texts: list[str], ref
         near = np.nonzero((ref_lengths >= threshold * n) & (n >= threshold * ref_lengths))[0]
         best_text = max((Levenshtein.normalized_similarity(text, ref_texts[k], score_cutoff=threshold)
                          for k in near), default=0.0)
-        out.append(Plagiarism(bool(sims[i, j] > threshold or best_text > threshold), float(sims[i, j]),
+        out.append(Plagiarism(bool(sims[i, j] > feature_threshold or best_text > threshold), float(sims[i, j]),
                               float(best_text), j))
     return out
+
+
+def copy_cosine(held_out: np.ndarray, train: np.ndarray, quantile: float = 0.99) -> float:
+    """The feature cosine that real pieces *not* in ``train`` reach to their nearest train piece, at
+    ``quantile``: above it, a piece is closer to a ground-truth piece than distinct real music gets, which
+    is what the plagiarism feature rule means to catch (NotaGen's fixed 0.95 assumes CLaMP 2's spread)."""
+    if not len(held_out) or not len(train):
+        return PLAGIARISM_THRESHOLD
+    return float(np.quantile(cosine_matrix(held_out, train).max(axis=1), quantile))
 
 
 def mean_pairwise_cosine(features: np.ndarray) -> float:

@@ -36,10 +36,12 @@ def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     from evaluators import cli as evaluator_cli
     from models import cli as model_cli
     from pipelines import config_cli
+    from pipelines.campaign import cli as campaign_cli
     from pipelines.data import cli as data_cli
     from pipelines.train import cli as train_cli
 
-    return [data_cli.register, model_cli.register, train_cli.register, evaluator_cli.register, config_cli.register]
+    return [data_cli.register, model_cli.register, train_cli.register, evaluator_cli.register, campaign_cli.register,
+            config_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

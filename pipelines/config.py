@@ -9,7 +9,9 @@ from typing import Any
 from evaluators.config import EvaluatorConfig
 from models.config import ModelConfig
 from models.sampling_config import SamplingConfig
+from pipelines.campaign.config import CampaignConfig
 from pipelines.data.config import DataConfig
+from pipelines.dpo.config import DPORoundConfig
 from pipelines.train.config import ClusterConfig, SFTConfig, TrackingConfig
 from pipelines.typed_config import ConfigError, apply_overrides, from_dict, load_yaml, option
 
@@ -25,6 +27,12 @@ class ProjectConfig:
     train: SFTConfig = option(default_factory=SFTConfig, help="Supervised pre-training / fine-tuning.")
     sampling: SamplingConfig = option(default_factory=SamplingConfig, help="Sampling pieces from the model.")
     evaluator: EvaluatorConfig = option(default_factory=EvaluatorConfig, help="The CLaMP-style evaluator.")
+    judge: EvaluatorConfig = option(default_factory=lambda: EvaluatorConfig(subset="odd", seed=1,
+                                                                             out_dir="runs/judge"),
+                                    help="The campaign's independent judge: an evaluator trained on another "
+                                         "half of the corpus with another seed.")
+    dpo: DPORoundConfig = option(default_factory=DPORoundConfig, help="Pairs and DPO training of each round.")
+    campaign: CampaignConfig = option(default_factory=CampaignConfig, help="Rounds, prompts, actor pools.")
     cluster: ClusterConfig = option(default_factory=ClusterConfig, help="Ray workers, GPUs and precision.")
     tracking: TrackingConfig = option(default_factory=TrackingConfig, help="MLflow tracking.")
 

@@ -1,0 +1,186 @@
+"""Ray actors that sample and score, and the pool that feeds them work units and survives their deaths.
+
+A sampler actor holds the current policy, received once per round through the Ray object store; an
+evaluator actor holds the evaluator (and the independent judge). Actors restart on failure
+(``max_restarts``); the pool sends the unit a dead actor was working on to another actor (or to the
+restarted one), so a dead actor costs time, not samples. Units are deterministic (ids and seeds fixed by
+the plan), so a retried unit yields exactly what the lost one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import ray
+
+log = logging.getLogger(__name__)
+
+
+def _threads(cpus: float) -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(max(1, int(cpus)))
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor start is noise on the driver
+
+
+def _device(gpus: float) -> str:
+    import torch
+
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+class SamplerActor:
+    """Generates the samples of a unit with the round's policy (batched, KV-cached).
+
+    Each unit names the policy as ``[ObjectRef]`` (nested, so Ray passes the reference): the actor fetches
+    the weights from the object store on its first unit of a round, and a restarted actor simply fetches
+    them again.
+    """
+
+    def __init__(self, sampling: dict, cpus: float, gpus: float):
+        _threads(cpus)
+        self.sampling, self.device = sampling, _device(gpus)
+        self.policy_id: str | None = None
+        self.sampler = None
+
+    def _load(self, ref) -> None:
+        from models.notagen import NotaGenConfig, NotaGenForCausalLM
+        from models.sampling import Sampler
+        from models.sampling_config import SamplingConfig
+
+        if self.policy_id == ref.hex():
+            return
+        policy = ray.get(ref)
+        model = NotaGenForCausalLM(NotaGenConfig.from_dict(policy["config"]))
+        model.load_state_dict(policy["state_dict"])
+        self.sampler = Sampler(model, SamplingConfig(**self.sampling), device=self.device)
+        self.policy_id = ref.hex()
+
+    def generate(self, unit: dict) -> list[dict]:
+        self._load(unit["policy"][0])
+        specs = unit["specs"]
+        start = time.perf_counter()
+        samples = self.sampler.generate([list(s["lines"]) for s in specs], [int(s["seed"]) for s in specs])
+        seconds = time.perf_counter() - start
+        return [{"id": spec["id"], "prompt": spec["prompt"], "seed": spec["seed"], "text": s.text,
+                 "interleaved": s.interleaved, "error": s.error, "finished": s.finished, "patches": s.patches,
+                 "chars": s.chars, "stream_cuts": s.stream_cuts, "unit_seconds": seconds}
+                for spec, s in zip(specs, samples)]
+
+
+class ScorerActor:
+    """Scores samples with the evaluator (CLaMP score + guards) and, when given, the judge."""
+
+    def __init__(self, evaluator_dir: str, judge_dir: str | None, cpus: float, gpus: float, batch_size: int,
+                 plagiarism_cosine: float | None = 0.95):
+        from evaluators.evaluator import Evaluator
+
+        _threads(cpus)
+        device = _device(gpus)
+        self.evaluator = Evaluator.load(evaluator_dir, device=device, batch_size=batch_size,
+                                        plagiarism_cosine=plagiarism_cosine)
+        self.judge = Evaluator.load(judge_dir, device=device, batch_size=batch_size) if judge_dir else None
+
+    def score(self, rows: list[dict]) -> list[dict]:
+        from pipelines.dpo.pairs import staves_grouped
+
+        texts = [r.get("interleaved") or "" for r in rows]
+        prompts = [r["prompt"] for r in rows]
+        start = time.perf_counter()
+        records = self.evaluator.score(texts, prompts, with_features=True)
+        judged = self.judge.score(texts, prompts, guards_on=False) if self.judge else [None] * len(rows)
+        seconds = time.perf_counter() - start
+        out = []
+        for row, rec, jud in zip(rows, records, judged):
+            d = rec.to_dict(with_feature=True)
+            d.update({"id": row["id"], "judge_score": jud.clamp_score if jud else float("nan"),
+                      "staves_grouped": staves_grouped(row.get("interleaved") or ""),
+                      "finished": row["finished"], "unit_seconds": seconds})
+            out.append(d)
+        return out
+
+    def set_metrics(self, features: list[list[float]], prompts: list[str]) -> dict[str, float]:
+        import numpy as np
+
+        return self.evaluator.set_metrics(np.asarray(features, dtype=np.float32), prompts)
+
+
+@dataclass
+class PoolStats:
+    units: int = 0
+    retried: int = 0
+    actor_failures: int = 0
+    replaced: int = 0
+    seconds: float = 0.0
+    busy_seconds: list[float] = field(default_factory=list)
+
+
+class ActorPool:
+    """A fixed number of restartable actors working through a queue of units."""
+
+    def __init__(self, actor_cls: type, size: int, args: tuple, cpus: float, gpus: float, max_restarts: int,
+                 max_unit_retries: int, name: str):
+        self.remote_cls = ray.remote(actor_cls)
+        self.args, self.name = args, name
+        self.options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": max_restarts, "max_task_retries": 0}
+        self.max_restarts, self.max_unit_retries = max_restarts, max_unit_retries
+        self.actors = [self._new() for _ in range(size)]
+        self.failures = [0] * size
+        self.stats = PoolStats()
+
+    def _new(self):
+        return self.remote_cls.options(**self.options).remote(*self.args)
+
+    def run(self, units: list[tuple[str, Any]], method: str, done: Callable[[str, Any], None]) -> PoolStats:
+        """Call ``method`` on every unit (name, payload); ``done(name, result)`` runs on the driver as each
+        unit finishes. A unit whose actor dies is queued again, up to ``max_unit_retries`` times."""
+        pending = deque((name, payload, 0) for name, payload in units)
+        running: dict[ray.ObjectRef, tuple[int, str, Any, int, float]] = {}
+        idle = deque(range(len(self.actors)))
+        start = time.perf_counter()
+        while pending or running:
+            while pending and idle:
+                slot = idle.popleft()
+                name, payload, tries = pending.popleft()
+                ref = getattr(self.actors[slot], method).remote(payload)
+                running[ref] = (slot, name, payload, tries, time.perf_counter())
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            slot, name, payload, tries, t0 = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as err:
+                self.stats.actor_failures += 1
+                self.failures[slot] += 1
+                if tries >= self.max_unit_retries:
+                    raise RuntimeError(f"{self.name}: unit {name} lost {tries + 1} times with its actor; "
+                                       f"giving up ({err})") from err
+                log.warning("%s: actor %d died during unit %s; retrying the unit (%s)", self.name, slot, name,
+                            type(err).__name__)
+                self.stats.retried += 1
+                pending.appendleft((name, payload, tries + 1))
+                if self.failures[slot] > self.max_restarts:  # Ray will not bring this one back
+                    self.actors[slot] = self._new()
+                    self.failures[slot] = 0
+                    self.stats.replaced += 1
+                idle.append(slot)
+                continue
+            self.stats.busy_seconds.append(time.perf_counter() - t0)
+            done(name, result)
+            self.stats.units += 1
+            idle.append(slot)
+        self.stats.seconds += time.perf_counter() - start
+        return self.stats
+
+    def call(self, method: str, *args: Any) -> Any:
+        """One call on the first actor (small jobs such as set metrics)."""
+        return ray.get(getattr(self.actors[0], method).remote(*args))
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []

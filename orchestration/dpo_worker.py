@@ -1,0 +1,114 @@
+"""One DPO round inside each Ray Train worker: TRL's DPOTrainer (our DPOP subclass) on DeepSpeed ZeRO.
+
+Rank 0 writes the round's policy (``save_pretrained``) and the training summary; every step's TRL
+metrics go to the round's MLflow child run through a callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def dpo_deepspeed_config(stage: int, bf16: bool) -> dict:
+    """DeepSpeed config for HF's Trainer: batch sizes and optimizer come from the Trainer ("auto")."""
+    return {
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_optimization": {"stage": stage, "stage3_gather_16bit_weights_on_model_save": True},
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+    }
+
+
+def dpo_worker(payload: dict) -> None:
+    import datasets
+    import ray.train
+    import ray.train.torch
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from transformers.utils import logging as hf_logging
+
+    from models.config import load_model
+    from models.tokenizer import NotaGenTokenizer
+    from orchestration.deepspeed_setup import use_bf16
+    from orchestration.sft_worker import _worker_logging
+    from orchestration.tracking import MetricLogger
+    from pipelines import atomic
+    from pipelines.config import ProjectConfig
+    from pipelines.dpo.dataset import read_pairs
+    from pipelines.dpo.trainer import NotaGenDPOConfig, NotaGenDPOTrainer
+    from pipelines.typed_config import from_dict
+
+    _worker_logging()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    project = from_dict(ProjectConfig, payload["project"])
+    cfg = project.dpo
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    main = rank == 0
+    out = Path(payload["out_dir"])
+    bf16 = use_bf16(project.cluster.precision, device)
+
+    torch.manual_seed(cfg.seed + payload["round"])
+    policy = load_model(payload["policy_dir"], dropout=cfg.dropout)
+    ref = load_model(payload["reference_dir"], dropout=0.0) if payload.get("reference_dir") else None
+    tokenizer = NotaGenTokenizer(patch_size=policy.config.patch_size)
+    rows = [{"prompt": p.prompt_text, "chosen": p.chosen_text, "rejected": p.rejected_text}
+            for p in read_pairs(payload["pairs_file"])]
+    dataset = Dataset.from_list(rows)
+    steps_per_epoch = math.ceil(len(rows) / (cfg.batch_pairs * world * cfg.grad_accum))
+    args = NotaGenDPOConfig(
+        output_dir=str(out / "trainer"), loss_type=[cfg.loss_type], beta=cfg.beta, dpop_lambda=cfg.dpop_lambda,
+        learning_rate=cfg.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_pairs,
+        gradient_accumulation_steps=cfg.grad_accum, max_grad_norm=cfg.grad_clip, weight_decay=cfg.weight_decay,
+        max_length=policy.config.patch_length * policy.config.patch_size,
+        precompute_ref_log_probs=True, precompute_ref_batch_size=cfg.batch_pairs,
+        logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed + payload["round"],
+        bf16=bf16, use_cpu=device.type == "cpu", disable_tqdm=not main,
+        deepspeed=dpo_deepspeed_config(cfg.zero_stage, bf16), dataloader_num_workers=0,
+    )
+    tracker = MetricLogger(payload["tracking_uri"], payload.get("run_id")) if main else None
+
+    class ToMLflow(TrainerCallback):
+        def on_log(self, _args, state, _control, logs=None, **_):
+            if tracker and logs:
+                tracker.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, state.global_step)
+
+    # datasets fingerprints TRL's map functions with dill, whose bytecode listing leaks to a Ray worker's
+    # stdout (it only means to capture it); keep it out of the driver's console
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer = NotaGenDPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=dataset,
+                                    processing_class=tokenizer, callbacks=[ToMLflow()])
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    history = [h for h in trainer.state.log_history if "rewards/margins" in h]
+    last = history[-1] if history else {}
+    first = history[0] if history else {}
+
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective under ZeRO-3
+    if main:
+        state = {k: v.detach().float().cpu() for k, v in state.items()}
+        model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+        atomic.write_dir(out / "policy", lambda tmp: model.save_pretrained(tmp, state_dict=state))
+        summary = {"pairs": len(rows), "steps": trainer.state.global_step, "steps_per_epoch": steps_per_epoch,
+                   "train_loss": result.training_loss, "seconds": seconds, "world_size": world,
+                   "device": str(device), "bf16": bf16,
+                   **{f"first/{k}": v for k, v in first.items() if isinstance(v, (int, float))},
+                   **{k: v for k, v in last.items() if isinstance(v, (int, float))}}
+        atomic.write_json(out / "dpo_summary.json", summary)
+    ray.train.report({"steps": trainer.state.global_step})

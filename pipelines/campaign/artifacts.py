@@ -1,0 +1,89 @@
+"""Files a round leaves for people: best and worst samples as ABC and MIDI, and score histograms."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from pipelines import atomic
+
+log = logging.getLogger(__name__)
+
+
+def abc_to_midi(interleaved: str) -> bytes | None:
+    """MIDI of an interleaved piece (via standard ABC → MusicXML → music21); None when it does not convert."""
+    import tempfile
+
+    from pipelines.data.convert import abc_to_musicxml
+    from pipelines.data.interleave import deinterleave
+    from pipelines.data.roundtrip import parse_musicxml
+
+    try:
+        standard = "".join(deinterleave(interleaved.splitlines(keepends=True)))
+        score = parse_musicxml(abc_to_musicxml("X:1\n" + standard))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "piece.mid"
+            score.write("midi", fp=str(path))
+            return path.read_bytes()
+    except Exception as err:  # a generated piece may be unplayable; the ABC is still saved
+        log.debug("no MIDI: %s", err)
+        return None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "prompt"
+
+
+def best_and_worst(samples: dict[str, dict], scores: list[dict], out_dir: Path, per_prompt: int = 1) -> list[Path]:
+    """Write the ``per_prompt`` best and worst scored samples of every prompt; returns the files written."""
+    by_prompt: dict[str, list[dict]] = defaultdict(list)
+    for s in scores:
+        if not math.isnan(s["clamp_score"]):
+            by_prompt[s["prompt"]].append(s)
+    written = []
+    for prompt, rows in sorted(by_prompt.items()):
+        rows.sort(key=lambda r: (-r["clamp_score"], r["id"]))
+        picks = [("best", r) for r in rows[:per_prompt]] + [("worst", r) for r in rows[::-1][:per_prompt]]
+        for kind, r in picks:
+            text = samples[r["id"]].get("interleaved") or ""
+            stem = out_dir / f"{_slug(prompt)}.{kind}.{r['id']}"
+            atomic.write_text(stem.with_suffix(".abc"), f"% {prompt}: CLaMP score {r['clamp_score']:.4f}\n{text}")
+            written.append(stem.with_suffix(".abc"))
+            midi = abc_to_midi(text) if text else None
+            if midi:
+                atomic.write_bytes(stem.with_suffix(".mid"), midi)
+                written.append(stem.with_suffix(".mid"))
+    return written
+
+
+def score_histogram(series: dict[str, list[float]], path: Path, title: str) -> Path:
+    """One PNG with a histogram per named series of CLaMP scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in series.items():
+        v = [x for x in values if not math.isnan(x)]
+        if v:
+            ax.hist(v, bins=20, alpha=0.6, label=f"{name} (n={len(v)})")
+    ax.set_xlabel("CLaMP score (cosine to the prompt's centroid)")
+    ax.set_ylabel("samples")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    atomic.write_bytes(path, _png(fig))
+    plt.close(fig)
+    return path
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()

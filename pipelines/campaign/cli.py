@@ -1,0 +1,130 @@
+"""``clampdpo campaign run|resume|status|compare`` and ``clampdpo ui``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _print_rounds(out: Path, rows: list[dict]) -> None:
+    from pipelines.campaign.metrics import format_table
+
+    sys.stdout.write(f"campaign {out}\n{format_table(rows)}\n")
+    if len(rows) > 1:
+        d = rows[-1]["clamp/mean"] - rows[0]["clamp/mean"]
+        sys.stdout.write(f"held-out CLaMP mean {rows[0]['clamp/mean']:.4f} → {rows[-1]['clamp/mean']:.4f} "
+                         f"({d:+.4f}); validity {rows[0]['validity/rate']:.2f} → {rows[-1]['validity/rate']:.2f}\n")
+    sys.stdout.write(f"MLflow: clampdpo ui {out}\n")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.config import load_config
+
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"campaign.out_dir={json.dumps(args.out)}")
+    if args.ray_address:
+        overrides.append(f"cluster.ray_address={json.dumps(args.ray_address)}")
+    project = load_config(args.config, overrides)
+    from orchestration.campaign import run_campaign
+
+    out, rows = run_campaign(project, str(args.config))
+    _print_rounds(out, rows)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from orchestration.campaign import resume_campaign
+
+    out, rows = resume_campaign(args.dir, args.ray_address)
+    _print_rounds(out, rows)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from orchestration.campaign import load_campaign_config
+    from pipelines.campaign.compare import load_rounds
+    from pipelines.campaign.metrics import format_table
+    from pipelines.campaign.state import Markers, status
+
+    project, name = load_campaign_config(args.dir)
+    markers = Markers(args.dir)
+    rows = status(args.dir, project.campaign.rounds)
+    done = sum(1 for _, s in rows if s == "done")
+    lines = [f"campaign {args.dir} (config {name or '?'}): {done}/{len(rows)} stages done"]
+    for stage, state in rows:
+        info = markers.done(stage) or {}
+        extra = f"  {info['seconds']:.1f} s" if "seconds" in info else ""
+        lines.append(f"  {'✓' if state == 'done' else ('→' if state == 'next' else ' ')} {stage:<16} {state}{extra}")
+    evaluated = load_rounds(args.dir)
+    if evaluated:
+        lines.append(format_table(evaluated))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pipelines.campaign.compare import compare_text, load_rounds, plot
+
+    campaigns = {str(d): load_rounds(d) for d in args.dirs}
+    sys.stdout.write(compare_text(campaigns) + "\n")
+    png = Path(args.plot or Path(args.dirs[0]) / "compare.png")
+    plot(campaigns, png)
+    sys.stdout.write(f"plot written to {png}\n")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    folder = Path(args.dir).resolve()
+    db = folder / "mlflow.db"
+    if not db.is_file():
+        log.error("%s: no mlflow.db (a campaign, sft or evaluator folder has one)", folder)
+        return 1
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
+           "--backend-store-uri", f"sqlite:///{db}", "--default-artifact-root", (folder / "mlartifacts").as_uri()]
+    log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)", args.port)
+    return subprocess.call(cmd)
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    from pipelines.cli import add_config_args
+
+    p = groups.add_parser("campaign", help="run, resume, inspect and compare CLaMP-DPO campaigns",
+                          description="A campaign: corpus → policy (SFT or given) → evaluator and judge (trained or "
+                          "given) → ground-truth centroids → K rounds of sample (Ray sampler actors) → score (Ray "
+                          "evaluator actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → held-out evaluation. "
+                          "Tracked in MLflow (parent run = campaign, child run = round); resumable stage by stage.")
+    sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
+    run = sub.add_parser("run", help="run a whole campaign (continues one already in --out with the same config)",
+                         description="Run every stage of a campaign and print the per-round table.")
+    add_config_args(run)
+    run.add_argument("--out", help="campaign folder (campaign.out_dir)")
+    run.add_argument("--ray-address", help="existing Ray cluster, e.g. auto or HEAD:6379 (cluster.ray_address); "
+                                           "default: a local Ray in this process")
+    run.set_defaults(func=_run)
+    res = sub.add_parser("resume", help="continue a campaign after a crash, from its own saved config",
+                         description="Redo the stage a crash interrupted (keeping its finished work units) and "
+                         "run the rest. Nothing finished is redone; no sample is lost or duplicated.")
+    res.add_argument("dir", help="campaign folder")
+    res.add_argument("--ray-address", help="run on this Ray cluster instead of a local one")
+    res.set_defaults(func=_resume)
+    st = sub.add_parser("status", help="which stages are done, which is next, and the rounds so far")
+    st.add_argument("dir", help="campaign folder")
+    st.set_defaults(func=_status)
+    cmp_ = sub.add_parser("compare", help="rounds × metrics of campaigns, and a PNG of scores across rounds")
+    cmp_.add_argument("dirs", nargs="+", help="campaign folders")
+    cmp_.add_argument("--plot", help="PNG to write (default: DIR/compare.png of the first campaign)")
+    cmp_.set_defaults(func=_compare)
+
+    ui = groups.add_parser("ui", help="serve the MLflow UI of a campaign (or sft / evaluator) folder on 127.0.0.1",
+                           description="Start `mlflow server` on the folder's sqlite store, bound to 127.0.0.1.")
+    ui.add_argument("dir", help="folder holding mlflow.db")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.set_defaults(func=_ui)
