@@ -67,9 +67,10 @@ class SamplerActor:
         start = time.perf_counter()
         samples = self.sampler.generate([list(s["lines"]) for s in specs], [int(s["seed"]) for s in specs])
         seconds = time.perf_counter() - start
+        node = ray.get_runtime_context().get_node_id()
         return [{"id": spec["id"], "prompt": spec["prompt"], "seed": spec["seed"], "text": s.text,
                  "interleaved": s.interleaved, "error": s.error, "finished": s.finished, "patches": s.patches,
-                 "chars": s.chars, "stream_cuts": s.stream_cuts, "unit_seconds": seconds}
+                 "chars": s.chars, "stream_cuts": s.stream_cuts, "unit_seconds": seconds, "node": node}
                 for spec, s in zip(specs, samples)]
 
 
@@ -130,7 +131,6 @@ class ActorPool:
         self.options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": max_restarts, "max_task_retries": 0}
         self.max_restarts, self.max_unit_retries = max_restarts, max_unit_retries
         self.actors = [self._new() for _ in range(size)]
-        self.failures = [0] * size
         self.stats = PoolStats()
 
     def _new(self):
@@ -155,18 +155,16 @@ class ActorPool:
                 result = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as err:
                 self.stats.actor_failures += 1
-                self.failures[slot] += 1
-                if tries >= self.max_unit_retries:
+                # a unit sent to an actor that is still restarting never ran: it costs no retry
+                lost = not isinstance(err, ray.exceptions.ActorUnavailableError)
+                if lost and tries >= self.max_unit_retries:
                     raise RuntimeError(f"{self.name}: unit {name} lost {tries + 1} times with its actor; "
                                        f"giving up ({err})") from err
-                log.warning("%s: actor %d died during unit %s; retrying the unit (%s)", self.name, slot, name,
-                            type(err).__name__)
+                log.warning("%s: actor %d failed during unit %s (%s); the unit goes back in the queue", self.name,
+                            slot, name, type(err).__name__)
                 self.stats.retried += 1
-                pending.appendleft((name, payload, tries + 1))
-                if self.failures[slot] > self.max_restarts:  # Ray will not bring this one back
-                    self.actors[slot] = self._new()
-                    self.failures[slot] = 0
-                    self.stats.replaced += 1
+                pending.appendleft((name, payload, tries + int(lost)))
+                self._recover(slot)
                 idle.append(slot)
                 continue
             self.stats.busy_seconds.append(time.perf_counter() - t0)
@@ -175,6 +173,22 @@ class ActorPool:
             idle.append(slot)
         self.stats.seconds += time.perf_counter() - start
         return self.stats
+
+    def _recover(self, slot: int, timeout: float = 120.0) -> None:
+        """Wait until Ray has restarted the actor of ``slot``; replace it when Ray gives up on it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self.actors[slot].__ray_ready__.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except ray.exceptions.ActorUnavailableError:
+                time.sleep(0.5)  # restarting
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                break  # out of restarts (or stuck): a fresh actor takes the slot
+        log.warning("%s: actor %d did not come back; starting a new one", self.name, slot)
+        ray.kill(self.actors[slot], no_restart=True)
+        self.actors[slot] = self._new()
+        self.stats.replaced += 1
 
     def call(self, method: str, *args: Any) -> Any:
         """One call on the first actor (small jobs such as set metrics)."""

@@ -18,6 +18,9 @@ class CampaignConfig:
     train_prompts: int = option(8, help="Prompts whose candidates make the pairs (the prompts with the most "
                                         "ground-truth pieces, held-out prompts excluded); 0 = all eligible.")
     heldout_prompts: int = option(4, help="Prompts never trained on, sampled after every round to measure it.")
+    heldout_keys: list[str] = option(default_factory=list, help="Held-out prompts by key (period_composer_"
+                                                                "instrumentation); empty = a seeded draw of "
+                                                                "heldout_prompts eligible prompts.")
     min_prompt_pieces: int = option(5, help="A prompt needs this many ground-truth pieces (for its centroid) "
                                             "to take part.")
     samples_per_prompt: int = option(16, help="Candidates per training prompt per round (NotaGen: 1,000 in all).")
@@ -46,7 +49,8 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         check(self.rounds >= 0, "rounds", f"must be ≥ 0, got {self.rounds}")
         check(self.train_prompts >= 0, "train_prompts", f"must be ≥ 0, got {self.train_prompts}")
-        check(self.heldout_prompts >= 1, "heldout_prompts", f"must be ≥ 1, got {self.heldout_prompts}")
+        check(self.heldout_prompts >= 1 or self.heldout_keys, "heldout_prompts",
+              f"must be ≥ 1, got {self.heldout_prompts}")
         check(self.min_prompt_pieces >= 1, "min_prompt_pieces", "must be ≥ 1")
         check(self.samples_per_prompt >= 2, "samples_per_prompt",
               f"pairs need ≥ 2 candidates per prompt, got {self.samples_per_prompt}")

@@ -75,13 +75,20 @@ def choose_prompts(available: dict[str, tuple[tuple[str, ...], int]], cfg: Campa
     eligible = sorted((k for k, (_, n) in available.items()
                        if n >= cfg.min_prompt_pieces and (scored is None or k in scored)),
                       key=lambda k: (-available[k][1], k))
-    if len(eligible) < cfg.heldout_prompts + 1:
+    if cfg.heldout_keys:
+        missing = [k for k in cfg.heldout_keys if k not in eligible]
+        if missing:
+            raise ValueError(f"campaign.heldout_keys: {missing} not among the prompts with ≥ "
+                             f"{cfg.min_prompt_pieces} pieces and a centroid ({', '.join(eligible)})")
+    elif len(eligible) < cfg.heldout_prompts + 1:
         raise ValueError(f"campaign: only {len(eligible)} prompts have ≥ {cfg.min_prompt_pieces} pieces; "
                          f"need {cfg.heldout_prompts} held-out + ≥ 1 training prompt "
                          "(lower campaign.min_prompt_pieces or campaign.heldout_prompts)")
     drawn = list(eligible)
     random.Random(f"{cfg.seed}/prompts").shuffle(drawn)
-    heldout = set(drawn[:cfg.heldout_prompts])
+    heldout = set(cfg.heldout_keys) if cfg.heldout_keys else set(drawn[:cfg.heldout_prompts])
+    if len(heldout) >= len(eligible):
+        raise ValueError("campaign.heldout_keys: every eligible prompt is held out; none is left to train on")
     train = [k for k in eligible if k not in heldout]
     if cfg.train_prompts:
         train = train[:cfg.train_prompts]

@@ -1,0 +1,174 @@
+"""Campaigns end to end through the real CLI: tiny everything, one round, on local Ray (and on two nodes).
+
+The smoke campaign trains its own policy, evaluator and judge; the other tests reuse them (policy_from,
+evaluator_from, judge_from), so they spend their time on what they check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.orchestration.campaign_setup import campaign_config, write_corpus
+
+CLI = [sys.executable, "-m", "pipelines.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def clampdpo(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def samples_of(campaign: Path, rel: str) -> dict[str, str]:
+    rows = [json.loads(x) for x in (campaign / rel).read_text().splitlines() if x.strip()]
+    return {r["id"]: r["text"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("campaign")
+    corpus = write_corpus(tmp / "corpus")
+    out = tmp / "smoke"
+    cfg = campaign_config(tmp, corpus, out, unit_size=2)
+    result = clampdpo("campaign", "run", "--config", str(cfg))
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"tmp": tmp, "corpus": corpus, "out": out, "stdout": result.stdout}
+
+
+def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
+    out, stdout = smoke["out"], smoke["stdout"]
+    header = next(ln for ln in stdout.splitlines() if ln.strip().startswith("round"))
+    assert "CLaMP mean" in header and "judge" in header
+    rows = [ln.split() for ln in stdout.splitlines() if ln.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["0", "1"]
+    markers = {p.stem for p in (out / "markers").glob("*.json")}
+    assert markers == {"corpus", "policy", "evaluator", "judge", "prompts", "round-00.eval", "round-01.sample",
+                       "round-01.score", "round-01.pairs", "round-01.dpo", "round-01.eval"}
+    pairs = (out / "round-01" / "pairs.jsonl").read_text().splitlines()
+    head = json.loads(pairs[0])
+    assert head["format"] == "clampdpo.pairs" and head["candidates"] == 16 and len(pairs) - 1 == head["pairs"] > 0
+    pair = json.loads(pairs[1])
+    assert pair["chosen_score"] > pair["rejected_score"] and pair["prompt_text"].startswith("%")
+    dpo = json.loads((out / "markers" / "round-01.dpo.json").read_text())
+    assert dpo["steps"] >= 1 and "rewards/margins" in dpo and dpo["world_size"] == 1
+    assert (out / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
+    metrics = json.loads((out / "round-01" / "metrics.json").read_text())["metrics"]
+    assert {"clamp/mean", "judge/mean", "validity/rate", "plagiarism/rate", "diversity/mean_pairwise_cosine",
+            "frechet/mean_per_prompt", "rewards/chosen", "rewards/rejected", "rewards/margins",
+            "rewards/accuracies"} <= set(metrics)
+    assert metrics["samples/count"] == 4  # the held-out prompt × eval_samples_per_prompt
+
+
+def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
+    out = smoke["out"]
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    state = json.loads((out / "campaign.json").read_text())
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.data.tags["clampdpo.stage"] == "campaign" and parent.info.status == "FINISHED"
+    assert parent.data.params["dpo.loss_type"] == "dpop" and parent.data.params["dpo.beta"] == "0.1"
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "clamp/mean")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "judge/mean")] == [0, 1]
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_stage: dict[str, list] = {}
+    for run in children:
+        by_stage.setdefault(run.data.tags["clampdpo.stage"], []).append(run)
+    assert sorted(r.info.run_name for r in by_stage["round"]) == ["round-00", "round-01"]
+    assert len(by_stage["sft"]) == 1 and len(by_stage["evaluator"]) == 2  # the evaluator and the judge
+    round1 = next(r for r in by_stage["round"] if r.info.run_name == "round-01")
+    assert len(client.get_metric_history(round1.info.run_id, "rewards/margins")) >= 1  # per training step
+    names = {a.path for a in client.list_artifacts(round1.info.run_id)}
+    assert {"metrics.json", "artifacts", "pairs", "policy"} <= names
+    art = {a.path for a in client.list_artifacts(round1.info.run_id, "artifacts")}
+    assert "artifacts/clamp_scores.png" in art and "artifacts/heldout" in art and "artifacts/candidates" in art
+    heldout = [a.path for a in client.list_artifacts(round1.info.run_id, "artifacts/heldout")]
+    assert any(".best." in p and p.endswith(".abc") for p in heldout)
+    assert any(".worst." in p and p.endswith(".abc") for p in heldout)
+    assert any(p.endswith(".mid") for p in heldout)  # valid pieces are rendered to MIDI
+    versions = client.search_model_versions("name = 'clampdpo-policy'")
+    assert sorted(v.tags["round"] for v in versions) == ["0", "1"]
+    model = client.get_registered_model("clampdpo-policy")
+    assert {"best", "round-00", "round-01"} <= set(model.aliases)
+
+
+def test_status_compare_and_rerun_of_a_finished_campaign(smoke, tmp_path):
+    out = smoke["out"]
+    status = clampdpo("campaign", "status", str(out))
+    assert status.returncode == 0 and "11/11 stages done" in status.stdout and "CLaMP mean" in status.stdout
+    png = tmp_path / "cmp.png"
+    cmp_ = clampdpo("campaign", "compare", str(out), str(out), "--plot", str(png))
+    assert cmp_.returncode == 0 and "CLaMP mean: round 0" in cmp_.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = clampdpo("campaign", "resume", str(out))  # nothing left to do: no stage runs twice
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stage round-01/dpo ..." not in again.stderr and "done already" in again.stderr
+
+
+def _reuse(smoke, name: str, **campaign) -> Path:
+    out = smoke["out"]
+    return campaign_config(smoke["tmp"], smoke["corpus"], smoke["tmp"] / name, unit_size=2,
+                           policy_from=str(out / "sft" / "model"), evaluator_from=str(out / "evaluator"),
+                           judge_from=str(out / "judge"), **campaign)
+
+
+def test_driver_killed_mid_round_resumes_to_the_same_samples(smoke):
+    cfg = _reuse(smoke, "killed")
+    out = smoke["tmp"] / "killed"
+    proc = subprocess.Popen(CLI + ["campaign", "run", "--config", str(cfg)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    units = out / "round-01" / "samples" / "units"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (units.is_dir() and any(units.glob("unit-*.jsonl"))):
+        assert proc.poll() is None, "the campaign ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-round
+    proc.wait()
+    done_units = len(list(units.glob("unit-*.jsonl")))
+    assert 1 <= done_units < 8 and not (out / "markers" / "round-01.sample.json").exists()
+
+    resumed = clampdpo("campaign", "resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    got = samples_of(out, "round-01/samples/samples.jsonl")
+    want = samples_of(smoke["out"], "round-01/samples/samples.jsonl")
+    assert list(got) == list(want) and got == want  # same ids, same pieces, nothing lost or duplicated
+    assert samples_of(out, "round-01/eval/samples/samples.jsonl").keys() == \
+        samples_of(smoke["out"], "round-01/eval/samples/samples.jsonl").keys()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_round_runs_on_a_two_node_local_ray_cluster(smoke, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                           "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
+    assert head.returncode == 0, head.stderr[-2000:]
+    try:
+        worker = subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+                                 "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
+        assert worker.returncode == 0, worker.stderr[-2000:]
+        cfg = _reuse(smoke, "two-nodes", num_samplers=2, num_scorers=2)
+        run = clampdpo("campaign", "run", "--config", str(cfg), "--ray-address", f"127.0.0.1:{port}")
+        assert run.returncode == 0, run.stderr[-4000:]
+        rows = [json.loads(x) for x in (smoke["tmp"] / "two-nodes" / "round-01" / "samples" / "samples.jsonl")
+                .read_text().splitlines()]
+        assert len({r["node"] for r in rows}) == 2  # the samplers ran on both nodes
+        assert samples_of(smoke["tmp"] / "two-nodes", "round-01/samples/samples.jsonl") == \
+            samples_of(smoke["out"], "round-01/samples/samples.jsonl")
+        assert (smoke["tmp"] / "two-nodes" / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)

@@ -1,0 +1,112 @@
+"""Pure campaign logic: prompt choice, deterministic sample ids and seeds, markers, metrics, pair dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pipelines.campaign.config import CampaignConfig
+from pipelines.campaign.metrics import format_table, per_prompt, score_metrics
+from pipelines.campaign.plan import choose_prompts, eval_samples, round_samples, units
+from pipelines.campaign.state import Markers, all_stages, status
+from pipelines.config import load_config
+from pipelines.dpo.config import DPORoundConfig
+from pipelines.dpo.dataset import PairRecord, read_header, read_pairs, write_pairs
+from pipelines.typed_config import ConfigError
+
+AVAILABLE = {f"P{i}": ((f"%p{i}\n", "%c\n", "%i\n"), n) for i, n in enumerate([50, 40, 30, 20, 10, 3])}
+
+
+def test_prompts_are_a_seeded_choice_among_eligible_ones():
+    cfg = CampaignConfig(heldout_prompts=2, train_prompts=2, min_prompt_pieces=5)
+    a = choose_prompts(AVAILABLE, cfg)
+    assert a == choose_prompts(AVAILABLE, cfg)  # deterministic
+    held, train = {p.key for p in a.heldout}, [p.key for p in a.train]
+    assert len(held) == 2 and len(train) == 2 and not held & set(train)
+    assert "P5" not in held | set(train)  # 3 pieces < min_prompt_pieces
+    rest = sorted((k for k in AVAILABLE if k not in held and k != "P5"), key=lambda k: -AVAILABLE[k][1])
+    assert train == rest[:2]  # the training prompts with the most pieces
+    only = choose_prompts(AVAILABLE, cfg, scored={"P0", "P1", "P2"})
+    assert {p.key for p in only.train + only.heldout} <= {"P0", "P1", "P2"}
+
+
+def test_named_heldout_prompts_and_clear_errors():
+    cfg = CampaignConfig(heldout_keys=["P3"], train_prompts=0, min_prompt_pieces=5)
+    p = choose_prompts(AVAILABLE, cfg)
+    assert [x.key for x in p.heldout] == ["P3"] and [x.key for x in p.train] == ["P0", "P1", "P2", "P4"]
+    with pytest.raises(ValueError, match="heldout_keys"):
+        choose_prompts(AVAILABLE, CampaignConfig(heldout_keys=["P5"], min_prompt_pieces=5))
+    with pytest.raises(ValueError, match="min_prompt_pieces"):
+        choose_prompts(AVAILABLE, CampaignConfig(heldout_prompts=5, min_prompt_pieces=20))
+
+
+def test_sample_ids_and_seeds_depend_only_on_campaign_round_prompt_and_index():
+    prompts = choose_prompts(AVAILABLE, CampaignConfig(heldout_prompts=1, min_prompt_pieces=5))
+    r1 = round_samples(prompts.train, 1, 4, campaign_seed=7)
+    assert r1 == round_samples(prompts.train, 1, 4, campaign_seed=7)
+    assert len(r1) == 4 * len(prompts.train) and len({s.id for s in r1}) == len(r1)
+    assert r1[0].id == "r01-p000-s0000"
+    assert {s.seed for s in r1}.isdisjoint({s.seed for s in round_samples(prompts.train, 2, 4, 7)})
+    assert [s.seed for s in r1] != [s.seed for s in round_samples(prompts.train, 1, 4, 8)]
+    # held-out samples reuse their seeds every round, so rounds compare sample by sample
+    e0, e3 = eval_samples(prompts.heldout, 0, 3, 7), eval_samples(prompts.heldout, 3, 3, 7)
+    assert [s.seed for s in e0] == [s.seed for s in e3] and e0[0].id != e3[0].id
+    assert [len(u) for u in units(r1, 5)] == [5] * (len(r1) // 5) + ([len(r1) % 5] if len(r1) % 5 else [])
+
+
+def test_markers_and_status(tmp_path):
+    m = Markers(tmp_path)
+    assert status(tmp_path, 1)[0] == ("corpus", "next")
+    m.mark("corpus", {"corpus": "x"})
+    m.mark("policy")
+    rows = dict(status(tmp_path, 1))
+    assert rows["corpus"] == "done" and rows["evaluator"] == "next" and rows["round-01/dpo"] == "pending"
+    assert m.done("corpus")["corpus"] == "x" and m.done("judge") is None
+    assert all_stages(2)[-5:] == ["round-02/sample", "round-02/score", "round-02/pairs", "round-02/dpo",
+                                  "round-02/eval"]
+    assert not list(tmp_path.glob("markers/*.tmp*"))  # atomic writes leave no temp files
+
+
+def test_score_metrics_and_table():
+    scores = [{"prompt": "A", "clamp_score": 0.5, "judge_score": 0.4, "valid": True, "plagiarism": False,
+               "pitch_class_entropy": 2.0, "finished": True},
+              {"prompt": "A", "clamp_score": 0.7, "judge_score": 0.6, "valid": False, "plagiarism": True,
+               "pitch_class_entropy": math.nan, "finished": False},
+              {"prompt": "B", "clamp_score": math.nan, "judge_score": math.nan, "valid": False,
+               "plagiarism": False, "pitch_class_entropy": math.nan, "finished": True}]
+    m = score_metrics(scores)
+    assert m["clamp/mean"] == pytest.approx(0.6) and m["clamp/median"] == pytest.approx(0.6)
+    assert m["clamp/std"] == pytest.approx(0.1) and m["clamp/scored"] == 2
+    assert m["judge/mean"] == pytest.approx(0.5)
+    assert m["validity/rate"] == pytest.approx(1 / 3) and m["plagiarism/rate"] == pytest.approx(1 / 3)
+    assert m["pitch_class_entropy/mean"] == 2.0
+    assert per_prompt(scores) == {"A": pytest.approx(0.6)}
+    table = format_table([{"round": 0, **m}, {"round": 1, **m, "rewards/margins": 0.25}])
+    lines = table.splitlines()
+    assert "CLaMP mean" in lines[0] and "judge" in lines[0] and lines[1].split()[0] == "0"
+    assert "0.6000" in lines[1] and "0.250" in lines[2] and "-" in lines[1].split()
+
+
+def test_pair_dataset_round_trip_with_version_and_provenance(tmp_path):
+    pair = PairRecord(1, "A", "%a\n", "r01-p000-s0001", "r01-p000-s0002", "X", "Y", 0.9, 0.1, 11, 12)
+    write_pairs(tmp_path / "pairs.jsonl", [pair], {"round": 1, "policy": "p", "evaluator": "e"})
+    assert read_pairs(tmp_path / "pairs.jsonl") == [pair]
+    header = read_header(tmp_path / "pairs.jsonl")
+    assert header["format"] == "clampdpo.pairs" and header["version"] == 1 and header["evaluator"] == "e"
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"format": "other"}) + "\n")
+    with pytest.raises(ValueError, match="not a clampdpo pair dataset"):
+        read_pairs(tmp_path / "bad.jsonl")
+
+
+def test_campaign_and_dpo_configs_name_the_bad_field():
+    with pytest.raises(ConfigError, match="samples_per_prompt"):
+        CampaignConfig(samples_per_prompt=1)
+    with pytest.raises(ConfigError, match="loss_type"):
+        DPORoundConfig(loss_type="magic")
+    with pytest.raises(ConfigError, match="reference"):
+        DPORoundConfig(reference="latest")
+    with pytest.raises(ConfigError, match="campaign.rounds"):
+        load_config("default", ["campaign.rounds=-1"])
+    assert DPORoundConfig().beta == 0.1 and DPORoundConfig().dpop_lambda == 10.0  # NotaGen's DPOP

@@ -1,0 +1,104 @@
+"""TRL's DPOTrainer on NotaGen: the tokenizer, the pad-masking collator, TRL's log-probs = NotaGen's, DPOP."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+
+from models.notagen import NotaGenConfig, NotaGenForCausalLM
+from models.patchilizer import PAD_ID
+from models.tokenizer import EOS_CHAR, NotaGenTokenizer
+from pipelines.dpo.loss import dpop_loss
+from pipelines.dpo.trainer import NotaGenDPOConfig, NotaGenDPOTrainer, PatchPreferenceCollator
+
+PROMPT = "%Folk\n%Traditional, Irish\n%Solo melody\n"
+GOOD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/1][V:1]DFA dfa|gfe d3|\n[r:1/0][V:1]AFD DFA|d3 d3|]\n"
+BAD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/0][V:1]zzz zzz|^c^c^c =c=c=c|\n"
+
+
+def tiny_model(seed: int = 0) -> NotaGenForCausalLM:
+    torch.manual_seed(seed)
+    return NotaGenForCausalLM(NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64,
+                                            patch_length=64, dropout=0.0))
+
+
+def test_tokenizer_prompt_is_a_prefix_and_decodes_back():
+    tok = NotaGenTokenizer()
+    prompt = tok(PROMPT)["input_ids"]
+    full = tok(PROMPT + GOOD + EOS_CHAR)["input_ids"]
+    # bos patch + the prompt lines patched one by one ("%Traditional, Irish\n" takes two patches)
+    assert len(prompt) == 16 * 5 and full[:len(prompt)] == prompt
+    assert len(full) % 16 == 0 and full[-16:] == [1] + [2] * 15  # the eos patch closes a finished piece
+    assert tok.decode(full) == PROMPT + GOOD
+    # a bar becomes its own patch(es), padded after its eos char
+    body = tok(PROMPT + GOOD)["input_ids"][len(prompt):]
+    assert PAD_ID in body and tok.decode(prompt + body) == PROMPT + GOOD
+
+
+def test_collator_takes_pad_chars_out_of_the_completion():
+    tok = NotaGenTokenizer()
+    p = tok(PROMPT)["input_ids"]
+    example = {"prompt_ids": p, "chosen_ids": tok(PROMPT + GOOD + EOS_CHAR)["input_ids"][len(p):],
+               "rejected_ids": tok(PROMPT + BAD + EOS_CHAR)["input_ids"][len(p):]}
+    out = PatchPreferenceCollator(pad_token_id=PAD_ID)([example])
+    ids, mask = out["input_ids"], out["completion_mask"]
+    assert (mask[:, :len(p)] == 0).all()
+    assert ((ids == PAD_ID) & (mask == 1)).sum() == 0
+    assert mask[0].sum() == sum(1 for i in example["chosen_ids"] if i != PAD_ID)
+
+
+def test_trl_completion_log_probs_equal_notagen_log_likelihood():
+    model = tiny_model().eval()
+    tok = NotaGenTokenizer()
+    p = tok(PROMPT)["input_ids"]
+    trainer = NotaGenDPOTrainer(
+        model=model, args=NotaGenDPOConfig(output_dir="/tmp/unused", report_to=[], use_cpu=True, max_length=1024,
+                                           precompute_ref_log_probs=True),
+        train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
+        processing_class=tok)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        flat = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                             fused_lm_head=True).log_probs.sum(1)
+        for row, text in enumerate([GOOD, BAD]):
+            patches = torch.tensor(tok.patch_ids(PROMPT + text + EOS_CHAR))[None]
+            hier = model.patch_log_probs(patches, first_scored_patch=len(p) // 16)
+            assert float(flat[row]) == pytest.approx(float(hier[0]), abs=1e-4)
+
+
+def test_dpop_trainer_loss_is_the_hand_computed_dpop_and_training_raises_the_margin(tmp_path):
+    model = tiny_model()
+    rows = [{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}] * 4
+    args = NotaGenDPOConfig(output_dir=str(tmp_path), loss_type=["dpop"], beta=0.1, dpop_lambda=10.0,
+                            per_device_train_batch_size=2, num_train_epochs=4, learning_rate=1e-3,
+                            lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to=[],
+                            use_cpu=True, max_length=1024, precompute_ref_log_probs=True, seed=0)
+    trainer = NotaGenDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=NotaGenTokenizer())
+    # before any step the policy is the reference: DPOP = −log σ(0) = log 2, rewards 0 (up to float32 noise in
+    # sums of ~150 char log-probs, which λ = 10 magnifies)
+    first_batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, first_batch)
+    assert float(loss) == pytest.approx(math.log(2), abs=0.02)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "rewards/margins" in h]
+    assert logs[0]["rewards/margins"] == pytest.approx(0.0, abs=0.01)
+    assert logs[-1]["rewards/margins"] > 0.5 and logs[-1]["rewards/accuracies"] == 1.0
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    # the logged loss is DPOP of the logged log-probs and rewards (β·log-ratio), recomputed by hand
+    last = logs[-1]
+    ref_c = last["logps/chosen"] - last["rewards/chosen"] / 0.1
+    ref_r = last["logps/rejected"] - last["rewards/rejected"] / 0.1
+    expected, _, _ = dpop_loss(torch.tensor([last["logps/chosen"]]), torch.tensor([last["logps/rejected"]]),
+                               torch.tensor([ref_c]), torch.tensor([ref_r]), 0.1, 10.0)
+    assert last["loss"] == pytest.approx(float(expected), rel=0.05, abs=1e-3)
+
+
+def test_config_rejects_dpop_mixed_with_other_losses():
+    with pytest.raises(ValueError, match="dpop"):
+        NotaGenDPOConfig(output_dir="/tmp/unused", loss_type=["dpop", "sft"], report_to=[], use_cpu=True)
