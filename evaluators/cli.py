@@ -89,7 +89,8 @@ def _score(args: argparse.Namespace) -> int:
 
     from evaluators.evaluator import Evaluator
 
-    ev = Evaluator.load(args.evaluator, args.device)
+    ev = Evaluator.load(args.evaluator, args.device, plagiarism_cosine=args.plagiarism_cosine or None,
+                        center=args.center)
     items = _read_texts(Path(args.dir))
     if args.prompt not in ev.centroids:
         log.error("prompt %r has no ground truth in this evaluator; known prompts:\n  %s", args.prompt,
@@ -162,6 +163,11 @@ def register(groups: argparse._SubParsersAction) -> None:
     _add_evaluator_args(sc)
     sc.add_argument("--prompt", required=True, help="prompt key period_composer_instrumentation")
     sc.add_argument("--no-guards", action="store_true", help="CLaMP scores only (no validity / plagiarism)")
+    sc.add_argument("--center", action="store_true",
+                    help="score on features centred on the ground-truth mean (evaluator.center_features)")
+    sc.add_argument("--plagiarism-cosine", type=float, default=0.95, metavar="C",
+                    help="feature cosine above which a piece is plagiarism (default NotaGen's 0.95; "
+                         "0 calibrates it on the held-out split)")
     sc.set_defaults(func=_score)
 
     im = sub.add_parser("import-clamp2", help="import the published M3 and CLaMP 2 weights (music side)",

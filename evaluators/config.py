@@ -50,6 +50,10 @@ class EvaluatorConfig:
                                                           "sample counts as plagiarism (NotaGen: 0.95 with CLaMP 2); "
                                                           "None calibrates it: the 99th percentile of held-out real "
                                                           "pieces' cosine to their nearest train piece.")
+    center_features: bool = option(False, help="Score on features minus the mean ground-truth feature. A small "
+                                               "evaluator trained here crowds every feature into a narrow cone "
+                                               "(cosines to any centroid ≈ 0.9); centring spreads them so the "
+                                               "score separates pieces. False is NotaGen's score on CLaMP 2.")
     device: Optional[str] = option(None, help="cpu, cuda, cuda:1 ...; None = a GPU when there is one.")
 
     def __post_init__(self) -> None:

@@ -82,8 +82,15 @@ class Evaluator:
     """Scores pieces against the centroids of ground-truth pieces of their prompts."""
 
     def __init__(self, extractor: FeatureExtractor, reference: Reference, splits: tuple[str, ...] = ("train", "eval"),
-                 plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD):
+                 plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD, center: bool = False):
         self.extractor = extractor
+        # Centring: features minus the mean ground-truth feature, before any cosine. A small evaluator
+        # trained here puts every piece in a narrow cone (cosines to any centroid ≈ 0.9), which hides the
+        # differences a reward needs; CLaMP 2's features do not need it (center=False is NotaGen's score).
+        self.offset = reference.features.mean(0) if center and len(reference.features) else None
+        if self.offset is not None:
+            reference = Reference(reference.ids, reference.prompts, reference.composers, reference.splits,
+                                  reference.features - self.offset, reference.corpus)
         if plagiarism_cosine is None:  # calibrate on the reference: held-out real pieces vs train pieces
             held = reference.select(("eval",)).features
             plagiarism_cosine = guards.copy_cosine(held, reference.select(("train",)).features)
@@ -98,7 +105,7 @@ class Evaluator:
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, batch_size: int = 16,
              splits: tuple[str, ...] = ("train", "eval"),
-             plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD) -> "Evaluator":
+             plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD, center: bool = False) -> "Evaluator":
         from evaluators.model import ClampModel
 
         path = Path(path)
@@ -108,14 +115,15 @@ class Evaluator:
         model = ClampModel.from_pretrained(path / "model")
         cache = FeatureCache(path / "feature_cache.npz")
         return cls(FeatureExtractor(model, device, batch_size, cache), Reference.load(path / "reference.npz"), splits,
-                   plagiarism_cosine)
+                   plagiarism_cosine, center)
 
     @property
     def prompts(self) -> list[str]:
         return [k for k in self.centroids if k != GLOBAL]
 
     def features(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        return self.extractor.extract(texts, progress)
+        feats = self.extractor.extract(texts, progress)
+        return feats - self.offset if self.offset is not None else feats
 
     def reference_texts(self, prompt: str) -> list[str]:
         """Ground-truth texts of a prompt, read lazily from the corpus (for the Levenshtein rule)."""
@@ -147,7 +155,9 @@ class Evaluator:
             ok = i in readable_rows
             centroid = self.centroids.get(prompt)
             score = float(cosine(f[None], centroid)[0]) if ok and centroid is not None else math.nan
-            global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok else math.nan
+            # centred features have a zero global mean: there is no global score then
+            global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok and self.offset is None \
+                else math.nan
             rec = ScoreRecord(prompt, score, global_score, False, False, False, "", False, math.nan, math.nan,
                               math.nan, f.tolist() if with_features else [])
             if guards_on and ok:

@@ -78,14 +78,15 @@ class ScorerActor:
     """Scores samples with the evaluator (CLaMP score + guards) and, when given, the judge."""
 
     def __init__(self, evaluator_dir: str, judge_dir: str | None, cpus: float, gpus: float, batch_size: int,
-                 plagiarism_cosine: float | None = 0.95):
+                 plagiarism_cosine: float | None = 0.95, center: bool = False, judge_center: bool = False):
         from evaluators.evaluator import Evaluator
 
         _threads(cpus)
         device = _device(gpus)
         self.evaluator = Evaluator.load(evaluator_dir, device=device, batch_size=batch_size,
-                                        plagiarism_cosine=plagiarism_cosine)
-        self.judge = Evaluator.load(judge_dir, device=device, batch_size=batch_size) if judge_dir else None
+                                        plagiarism_cosine=plagiarism_cosine, center=center)
+        self.judge = Evaluator.load(judge_dir, device=device, batch_size=batch_size, center=judge_center) \
+            if judge_dir else None
 
     def score(self, rows: list[dict]) -> list[dict]:
         from pipelines.dpo.pairs import staves_grouped

@@ -206,7 +206,8 @@ class Campaign:
         c = self.cfg
         return ActorPool(ScorerActor, min(c.num_scorers, n),
                          (self.evaluator_dir, self.judge_dir, c.cpus_per_scorer, c.gpus_per_scorer,
-                          self.project.evaluator.feature_batch_size, self.project.evaluator.plagiarism_cosine),
+                          self.project.evaluator.feature_batch_size, self.project.evaluator.plagiarism_cosine,
+                          self.project.evaluator.center_features, self.project.judge.center_features),
                          c.cpus_per_scorer, c.gpus_per_scorer, c.max_restarts, c.max_unit_retries, "evaluators")
 
     def sample(self, specs: list[plan.SampleSpec], policy_dir: str, folder: Path) -> dict:

@@ -99,6 +99,12 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert not records[1].plagiarism
     assert math.isnan(records[2].clamp_score) and not records[2].valid and records[2].invalid_reason == "empty piece"
     assert 0 < records[0].pitch_class_entropy <= math.log2(12)
+    centred = Evaluator.load(tmp_path / "ev", center=True)
+    assert np.allclose(centred.reference.features.mean(0), 0, atol=1e-5)
+    rc = centred.score([real, jig(random.Random(5))], ["Baroque_Bach, Johann Sebastian_Chorus"] * 2, guards_on=False)
+    assert rc[0].clamp_score > rc[1].clamp_score and math.isnan(rc[0].clamp_score_global)
+    # centring spreads scores: the jig-vs-chorale gap is wider than on raw features
+    assert rc[0].clamp_score - rc[1].clamp_score > records[0].clamp_score - records[1].clamp_score
     feats = ev.features([chorale(random.Random(k)) for k in range(4)])
     m = ev.set_metrics(feats, ["Baroque_Bach, Johann Sebastian_Chorus"] * 4)
     assert -1 <= m["diversity/mean_pairwise_cosine"] <= 1 and m["frechet/mean_per_prompt"] >= 0
