@@ -24,7 +24,9 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+        # address="local": a new Ray in this process, even where `ray start` left a cluster address behind
+        # (plain ray.init() would join that cluster, or wait for it when it is gone)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
                  runtime_env={"worker_process_setup_hook": "orchestration.ray_train.quiet_worker_logs"})
 
 

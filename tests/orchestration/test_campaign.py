@@ -24,8 +24,8 @@ CLI = [sys.executable, "-m", "pipelines.cli"]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def clampdpo(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def clampdpo(*args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
 def samples_of(campaign: Path, rel: str) -> dict[str, str]:
@@ -150,25 +150,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_round_runs_on_a_two_node_local_ray_cluster(smoke, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+def _ray_node(args: list[str], env: dict) -> subprocess.Popen:
+    """A ``ray start --block`` node in its own process group, so the test stops exactly what it started."""
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    head = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                           "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
-    assert head.returncode == 0, head.stderr[-2000:]
+    return subprocess.Popen([ray_bin, "start", "--block", "--disable-usage-stats", "--num-cpus=1"] + args, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _alive_nodes(address: str, env: dict) -> int:
+    probe = subprocess.run([sys.executable, "-c", "import ray; ray.init(address=%r, logging_level='ERROR'); "
+                            "print(sum(n['Alive'] for n in ray.nodes()))" % address],
+                           capture_output=True, text=True, env=env, timeout=120)
+    return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
+
+
+def test_a_round_runs_on_a_two_node_local_ray_cluster(smoke):
+    address = f"127.0.0.1:{_free_port()}"
+    # a test cluster on loopback: no token (Ray ≥ 2.5x asks every node and driver for one by default)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    nodes = [_ray_node(["--head", f"--port={address.split(':')[1]}", "--include-dashboard=false"], env)]
     try:
-        worker = subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
-                                 "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
-        assert worker.returncode == 0, worker.stderr[-2000:]
+        time.sleep(5)
+        nodes.append(_ray_node([f"--address={address}"], env))
+        deadline = time.time() + 180
+        while _alive_nodes(address, env) < 2:
+            assert time.time() < deadline, "the two-node cluster did not come up"
+            time.sleep(2)
         cfg = _reuse(smoke, "two-nodes", num_samplers=2, num_scorers=2)
-        run = clampdpo("campaign", "run", "--config", str(cfg), "--ray-address", f"127.0.0.1:{port}")
+        run = clampdpo("campaign", "run", "--config", str(cfg), "--ray-address", address, env=env)
         assert run.returncode == 0, run.stderr[-4000:]
-        rows = [json.loads(x) for x in (smoke["tmp"] / "two-nodes" / "round-01" / "samples" / "samples.jsonl")
-                .read_text().splitlines()]
-        assert len({r["node"] for r in rows}) == 2  # the samplers ran on both nodes
-        assert samples_of(smoke["tmp"] / "two-nodes", "round-01/samples/samples.jsonl") == \
+        out = smoke["tmp"] / "two-nodes"
+        rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
+        assert len({r["node"] for r in rows}) == 2  # the two samplers ran on both nodes
+        assert samples_of(out, "round-01/samples/samples.jsonl") == \
             samples_of(smoke["out"], "round-01/samples/samples.jsonl")
-        assert (smoke["tmp"] / "two-nodes" / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
+        assert (out / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        for node in nodes:
+            os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
