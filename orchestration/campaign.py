@@ -362,9 +362,11 @@ class Campaign:
         t.log_artifact(child, art, "artifacts")
         if (d / "pairs.jsonl").is_file():
             t.log_artifact(child, d / "pairs.jsonl", "pairs")
-        version = t.register_policy(child, Path(self.policy_dir(k)), k)
         rounds = self.state.setdefault("registered", {})
-        rounds[str(k)] = {"version": version, "clamp/mean": metrics["clamp/mean"]}
+        if str(k) not in rounds:  # a resumed eval stage does not register the same policy twice
+            version = t.register_policy(child, Path(self.policy_dir(k)), k)
+            rounds[str(k)] = {"version": version, "clamp/mean": metrics["clamp/mean"]}
+            atomic.write_json(self.out / CAMPAIGN_FILE, self.state)
         best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["clamp/mean"]) else r["clamp/mean"])
         t.set_best(best["version"])
         atomic.write_json(self.out / CAMPAIGN_FILE, self.state)

@@ -32,6 +32,20 @@ def add_config_args(parser: argparse.ArgumentParser, default: str | None = "defa
                         help="override one config field, e.g. --set data.eval_fraction=0.2 (repeatable)")
 
 
+def load_project(args: argparse.Namespace, out_field: str):
+    """The config of a command with --config/--set, --out (into ``out_field``) and --ray-address."""
+    import json
+
+    from pipelines.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "out", None):
+        overrides.append(f"{out_field}={json.dumps(args.out)}")
+    if getattr(args, "ray_address", None):
+        overrides.append(f"cluster.ray_address={json.dumps(args.ray_address)}")
+    return load_config(args.config, overrides)
+
+
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     from evaluators import cli as evaluator_cli
     from models import cli as model_cli

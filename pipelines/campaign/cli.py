@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -23,14 +22,9 @@ def _print_rounds(out: Path, rows: list[dict]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
+    from pipelines.cli import load_project
 
-    overrides = list(args.overrides)
-    if args.out:
-        overrides.append(f"campaign.out_dir={json.dumps(args.out)}")
-    if args.ray_address:
-        overrides.append(f"cluster.ray_address={json.dumps(args.ray_address)}")
-    project = load_config(args.config, overrides)
+    project = load_project(args, "campaign.out_dir")
     from orchestration.campaign import run_campaign
 
     out, rows = run_campaign(project, str(args.config))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
@@ -11,15 +10,10 @@ log = logging.getLogger(__name__)
 
 
 def _sft(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
+    from pipelines.cli import load_project
     from pipelines.train.sft import CorpusMissing
 
-    overrides = list(args.overrides)
-    if args.out:
-        overrides.append(f"train.out_dir={json.dumps(args.out)}")
-    if args.ray_address:
-        overrides.append(f"cluster.ray_address={json.dumps(args.ray_address)}")
-    project = load_config(args.config, overrides)
+    project = load_project(args, "train.out_dir")
     from orchestration.ray_train import run_sft
 
     try:

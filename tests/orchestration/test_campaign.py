@@ -193,3 +193,24 @@ def test_a_round_runs_on_a_two_node_local_ray_cluster(smoke):
                 node.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
+
+
+def test_ui_serves_the_campaign_runs_on_localhost(smoke):
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(CLI + ["ui", str(smoke["out"]), "--port", str(port)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+        deadline, body = time.time() + 120, None
+        while time.time() < deadline and body is None:
+            try:
+                body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+            except OSError:
+                assert proc.poll() is None, "the UI server exited"
+                time.sleep(1)
+        assert body and "clampdpo" in [e["name"] for e in body["experiments"]]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
