@@ -47,6 +47,14 @@ class Reference:
                        [str(x) for x in z["composers"]], [str(x) for x in z["splits"]],
                        z["features"], str(z["corpus"]))
 
+    def centred(self) -> tuple["Reference", np.ndarray | None]:
+        """The same rows with the mean feature subtracted, and that mean (None for an empty reference)."""
+        if not len(self.features):
+            return self, None
+        offset = self.features.mean(0)
+        return Reference(self.ids, self.prompts, self.composers, self.splits, self.features - offset,
+                         self.corpus), offset
+
     def select(self, splits: tuple[str, ...]) -> "Reference":
         keep = [i for i, s in enumerate(self.splits) if s in splits]
         return Reference([self.ids[i] for i in keep], [self.prompts[i] for i in keep],
@@ -87,10 +95,9 @@ class Evaluator:
         # Centring: features minus the mean ground-truth feature, before any cosine. A small evaluator
         # trained here puts every piece in a narrow cone (cosines to any centroid ≈ 0.9), which hides the
         # differences a reward needs; CLaMP 2's features do not need it (center=False is NotaGen's score).
-        self.offset = reference.features.mean(0) if center and len(reference.features) else None
-        if self.offset is not None:
-            reference = Reference(reference.ids, reference.prompts, reference.composers, reference.splits,
-                                  reference.features - self.offset, reference.corpus)
+        self.offset = None
+        if center:
+            reference, self.offset = reference.centred()
         if plagiarism_cosine is None:  # calibrate on the reference: held-out real pieces vs train pieces
             held = reference.select(("eval",)).features
             plagiarism_cosine = guards.copy_cosine(held, reference.select(("train",)).features)
@@ -176,18 +183,5 @@ class Evaluator:
         return records
 
     def set_metrics(self, features: np.ndarray, prompts: list[str]) -> dict[str, float]:
-        """Per-prompt diversity (mean pairwise cosine) and Fréchet distance to the prompt's ground truth,
-        averaged over prompts with enough samples; keys are stable metric names."""
-        by_prompt: dict[str, list[int]] = defaultdict(list)
-        for i, p in enumerate(prompts):
-            if not np.isnan(features[i]).any():
-                by_prompt[p].append(i)
-        div, fmd = [], []
-        for p, idx in by_prompt.items():
-            if len(idx) >= 2:
-                div.append(guards.mean_pairwise_cosine(features[idx]))
-            ref = self.reference.features[self._rows_of.get(p, [])]
-            if len(idx) >= 2 and len(ref) >= 2:
-                fmd.append(guards.frechet_distance(features[idx], ref))
-        return {"diversity/mean_pairwise_cosine": float(np.mean(div)) if div else math.nan,
-                "frechet/mean_per_prompt": float(np.mean(fmd)) if fmd else math.nan}
+        """Diversity and Fréchet distance of a set of samples (``guards.set_metrics``)."""
+        return guards.set_metrics(features, prompts, self.reference.features, self.reference.prompts)

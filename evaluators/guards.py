@@ -83,12 +83,9 @@ def pitch_classes(interleaved_text: str, score=None) -> Counter:
     """Pitch-class counts of a piece (key signatures and accidentals applied by music21); pass the music21
     ``score`` when the piece was already parsed (``check_validity`` keeps it) to skip a second parse."""
     if score is None:
-        from pipelines.data.convert import abc_to_musicxml
-        from pipelines.data.interleave import deinterleave
-        from pipelines.data.roundtrip import parse_musicxml
+        from pipelines.data.roundtrip import parse_interleaved
 
-        standard = "".join(deinterleave(interleaved_text.splitlines(keepends=True)))
-        score = parse_musicxml(abc_to_musicxml("X:1\n" + standard))
+        score = parse_interleaved(interleaved_text)
     return Counter(p.pitchClass for p in score.pitches)
 
 
@@ -117,3 +114,25 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     inner = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
     trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+def set_metrics(features: np.ndarray, prompts: list[str], ref_features: np.ndarray,
+                ref_prompts: list[str]) -> dict[str, float]:
+    """Per-prompt diversity (mean pairwise cosine) and Fréchet distance to the prompt's ground truth,
+    averaged over prompts with enough samples; keys are stable metric names. Rows with nan are skipped."""
+    by_prompt: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        if not np.isnan(features[i]).any():
+            by_prompt.setdefault(p, []).append(i)
+    ref_rows: dict[str, list[int]] = {}
+    for j, p in enumerate(ref_prompts):
+        ref_rows.setdefault(p, []).append(j)
+    div, fmd = [], []
+    for p, idx in by_prompt.items():
+        if len(idx) >= 2:
+            div.append(mean_pairwise_cosine(features[idx]))
+        ref = ref_features[ref_rows.get(p, [])]
+        if len(idx) >= 2 and len(ref) >= 2:
+            fmd.append(frechet_distance(features[idx], ref))
+    return {"diversity/mean_pairwise_cosine": float(np.mean(div)) if div else math.nan,
+            "frechet/mean_per_prompt": float(np.mean(fmd)) if fmd else math.nan}

@@ -106,11 +106,6 @@ class ScorerActor:
             out.append(d)
         return out
 
-    def set_metrics(self, features: list[list[float]], prompts: list[str]) -> dict[str, float]:
-        import numpy as np
-
-        return self.evaluator.set_metrics(np.asarray(features, dtype=np.float32), prompts)
-
 
 @dataclass
 class PoolStats:
@@ -190,10 +185,6 @@ class ActorPool:
         ray.kill(self.actors[slot], no_restart=True)
         self.actors[slot] = self._new()
         self.stats.replaced += 1
-
-    def call(self, method: str, *args: Any) -> Any:
-        """One call on the first actor (small jobs such as set metrics)."""
-        return ray.get(getattr(self.actors[0], method).remote(*args))
 
     def shutdown(self) -> None:
         for actor in self.actors:

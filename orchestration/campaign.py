@@ -23,6 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipelines import atomic
 from pipelines.campaign import plan
 from pipelines.campaign.compare import load_rounds
@@ -70,8 +72,9 @@ class Campaign:
         config = to_dict(self.project)
         if f.is_file():
             saved = json.loads(f.read_text())
-            if _comparable(saved["config"]) != _comparable(config):
-                changed = sorted(k for k in config if _comparable(config)[k] != _comparable(saved["config"]).get(k))
+            mine, theirs = _comparable(config), _comparable(saved["config"])
+            if mine != theirs:
+                changed = sorted(k for k in mine if mine[k] != theirs.get(k))
                 raise ConfigError(f"campaign.out_dir: {self.out} holds a campaign with another config (sections "
                                   f"{', '.join(changed)} differ); resume it with `clampdpo campaign resume "
                                   f"{self.out}` or choose another --out")
@@ -300,11 +303,15 @@ class Campaign:
         t2 = time.perf_counter()
         scores = atomic.read_jsonl(d / "eval" / "scores" / "scores.jsonl")
         metrics = score_metrics(scores)
-        pool = self._scorer_pool(1)
-        try:
-            metrics.update(pool.call("set_metrics", [s["feature"] for s in scores], [s["prompt"] for s in scores]))
-        finally:
-            pool.shutdown()
+        # diversity and FMD need only the reference features: no evaluator model, no actor
+        from evaluators.evaluator import Reference
+        from evaluators.guards import set_metrics
+
+        reference = Reference.load(Path(self.evaluator_dir) / "reference.npz")
+        if self.project.evaluator.center_features:  # sample features were centred the same way
+            reference, _ = reference.centred()
+        metrics.update(set_metrics(np.array([s["feature"] for s in scores], dtype=np.float32),
+                                   [s["prompt"] for s in scores], reference.features, reference.prompts))
         metrics["round"] = k
         if k > 0:
             metrics.update(self._round_training_metrics(k))

@@ -17,13 +17,10 @@ def abc_to_midi(interleaved: str) -> bytes | None:
     """MIDI of an interleaved piece (via standard ABC → MusicXML → music21); None when it does not convert."""
     import tempfile
 
-    from pipelines.data.convert import abc_to_musicxml
-    from pipelines.data.interleave import deinterleave
-    from pipelines.data.roundtrip import parse_musicxml
+    from pipelines.data.roundtrip import parse_interleaved
 
     try:
-        standard = "".join(deinterleave(interleaved.splitlines(keepends=True)))
-        score = parse_musicxml(abc_to_musicxml("X:1\n" + standard))
+        score = parse_interleaved(interleaved)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "piece.mid"
             score.write("midi", fp=str(path))
@@ -76,14 +73,17 @@ def score_histogram(series: dict[str, list[float]], path: Path, title: str) -> P
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    atomic.write_bytes(path, _png(fig))
-    plt.close(fig)
-    return path
+    return write_png(fig, path)
 
 
-def _png(fig) -> bytes:
+def write_png(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
     import io
+
+    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+    return Path(path)

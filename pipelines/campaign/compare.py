@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from pipelines import atomic
+from pipelines.campaign.artifacts import write_png
 from pipelines.campaign.metrics import format_table
 
 PLOTTED = [("clamp/mean", "CLaMP score (held-out mean)"), ("judge/mean", "judge score (held-out mean)"),
@@ -35,8 +35,6 @@ def compare_text(campaigns: dict[str, list[dict[str, float]]]) -> str:
 
 def plot(campaigns: dict[str, list[dict[str, float]]], path: str | Path) -> Path:
     """CLaMP score, judge score and validity across rounds, one line per campaign."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,8 +52,4 @@ def plot(campaigns: dict[str, list[dict[str, float]]], path: str | Path) -> Path
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
-    return Path(path)
+    return write_png(fig, path)

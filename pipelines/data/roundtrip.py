@@ -34,6 +34,12 @@ def parse_musicxml(xml: bytes):
         return music21.converter.parseData(xml, format="musicxml")
 
 
+def parse_interleaved(interleaved_text: str):
+    """The music21 score of an interleaved piece (deinterleave → abc2xml → music21); raises on failure."""
+    standard = "".join(deinterleave(interleaved_text.splitlines(keepends=True)))
+    return parse_musicxml(abc_to_musicxml("X:1\n" + standard))
+
+
 def bar_count(score) -> int:
     """Bars of the first part of a music21 score."""
     parts = list(score.parts) or [score]
@@ -49,9 +55,7 @@ def roundtrip(interleaved_text: str, name: str = "") -> RoundTrip:
     lines = interleaved_text.splitlines(keepends=True)
     expected = len(body_lines(lines))
     try:
-        standard = "".join(deinterleave(lines))
-        xml = abc_to_musicxml("X:1\n" + standard)
-        score = parse_musicxml(xml)
+        score = parse_interleaved(interleaved_text)
         bars = bar_count(score)
     except (InterleaveError, ConversionError) as err:
         return RoundTrip(name, False, expected, None, str(err))
