@@ -105,7 +105,7 @@ def sft_worker(payload: dict) -> None:
     start = time.perf_counter() - elapsed
     engine.train()
     while step < cfg.max_steps:
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio, elapsed / budget)
         set_lr(engine, lr)
         for micro in range(cfg.grad_accum):
             patches, mask = train.micro_batch(step, micro, rank, world, cfg.batch_pieces, cfg.grad_accum)

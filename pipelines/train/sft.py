@@ -91,11 +91,16 @@ class PatchBatches:
             yield self.collate([(i, -1) for i in order[start: start + batch_pieces]])
 
 
-def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to ``peak`` then cosine decay to ``peak × min_ratio`` at ``total``."""
+def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to ``peak`` then cosine decay to ``peak × min_ratio`` at ``total``.
+
+    ``time_fraction`` (elapsed / time budget) moves the decay on when a time budget ends training before
+    ``total``: the schedule follows whichever runs out first, so a budget-limited run still anneals (a
+    run cut off at high LR ends at a worse loss than one that decayed).
+    """
     if warmup and step < warmup:
         return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
