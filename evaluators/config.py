@@ -36,7 +36,7 @@ class EvaluatorConfig:
     weight_decay: float = option(0.01, help="AdamW weight decay.")
     text_dropout: bool = option(True, help="Half the time, train on a random subset of the metadata fields "
                                            "(CLaMP 2's text dropout).")
-    hard_negatives: list[str] = option(default_factory=lambda: ["jitter_notes", "permute_bars"],
+    hard_negatives: list[str] = option(default_factory=lambda: ["jitter_notes", "permute_bars", "swap_voices"],
                                        help="Corruptions whose copies of the batch's pieces are added to each "
                                             "contrastive batch as negatives no text matches, so the feature "
                                             "depends on the notes and not only on the header (not in CLaMP 2): "

@@ -1,10 +1,11 @@
 """Corrupted copies of a piece: the same material with its musical sense destroyed.
 
 Two families, kept apart on purpose. The *held-out* corruptions (``shuffle_bars``, ``random_notes``) are
-only used to check an evaluator. The *training* corruptions (``jitter_notes``, ``permute_bars``) are hard
-negatives in contrastive training (``evaluator.hard_negatives`` picks them), so that the feature depends on the
-notes and their order and not only on the header; the check then measures whether that generalises to
-corruptions the evaluator never saw.
+only used to check an evaluator. The *training* corruptions (``jitter_notes``, ``permute_bars``,
+``swap_voices``) are hard negatives in contrastive training (``evaluator.hard_negatives`` picks them), so that
+the feature depends on the notes, their order and which voice plays them, and not only on the header; the
+check then measures whether that generalises to corruptions the evaluator never saw (``shuffle_bars`` moves
+each bar to a random line *and* voice, which no training corruption does).
 """
 
 from __future__ import annotations

@@ -14,12 +14,18 @@ from evaluators.features import FeatureExtractor
 from evaluators.scores import GLOBAL, centroids, cosine, cosine_matrix, nearest
 
 def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out: list[Piece],
-                      min_pieces: int = 5, seed: int = 0, model=None) -> dict[str, float]:
-    """Metrics of an evaluator on held-out pieces, with train pieces as the ground truth."""
+                      min_pieces: int = 5, seed: int = 0, model=None, center: bool = False) -> dict[str, float]:
+    """Metrics of an evaluator on held-out pieces, with train pieces as the ground truth.
+
+    ``center`` measures centroids and scores on features minus the mean train feature, the score an
+    evaluator with ``center_features`` gives (retrieval stays in the raw text-music space).
+    """
     rng = random.Random(seed)
+    raw_held = extractor.extract([p.text for p in held_out])
     train_f = extractor.extract([p.text for p in train])
-    held_f = extractor.extract([p.text for p in held_out])
-    out: dict[str, float] = {}
+    shift = train_f.mean(0) if center else np.zeros(train_f.shape[1], dtype=train_f.dtype)
+    train_f, held_f = train_f - shift, raw_held - shift
+    out: dict[str, float] = {"score/centred": float(center)}
 
     # composer by nearest centroid, over composers with enough train pieces
     counts = Counter(p.composer for p in train)
@@ -55,7 +61,7 @@ def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out:
         # real against corrupted copies, scored against their own prompt's centroid
         real = [held_out[i].text for i in test]
         for name, fn in (("shuffled_bars", shuffle_bars), ("random_notes", random_notes)):
-            bad = extractor.extract([fn(t, rng) for t in real])
+            bad = extractor.extract([fn(t, rng) for t in real]) - shift
             bad_score = np.array([cosine(bad[k][None], pcents[held_out[i].prompt])[0] for k, i in enumerate(test)])
             out[f"corrupt/{name}_score"] = float(bad_score.mean())
             out[f"corrupt/real_beats_{name}"] = float((own_score > bad_score).mean())
@@ -70,7 +76,7 @@ def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out:
         ids, mask = text_ids([metadata_text(p.meta) for p in held_out], model.config.text_length)
         with torch.no_grad():
             tf = model.text_features(ids.to(extractor.device), mask.to(extractor.device)).float().cpu().numpy()
-        sims = cosine_matrix(tf, held_f)
+        sims = cosine_matrix(tf, raw_held)
         texts = [metadata_text(p.meta) for p in held_out]
         hit1, hit5 = [], []
         for i in range(len(held_out)):
@@ -94,7 +100,8 @@ def format_report(report: dict[str, float]) -> str:
         lines.append(f"own-prompt centroid {report['prompt/own_score']:.3f} vs other prompts "
                      f"{report['prompt/other_score']:.3f}: mean margin {report['prompt/margin']:+.3f} "
                      f"(own prompt best for {report['prompt/own_is_best']:.1%})")
-        lines.append(f"real pieces {report['corrupt/real_score']:.4f} vs bars shuffled across voices "
+        space = " (centred features)" if report.get("score/centred") else ""
+        lines.append(f"real pieces{space} {report['corrupt/real_score']:.4f} vs bars shuffled across voices "
                      f"{report['corrupt/shuffled_bars_score']:.4f} (real higher for "
                      f"{report['corrupt/real_beats_shuffled_bars']:.1%}) vs random notes "
                      f"{report['corrupt/random_notes_score']:.4f} (real higher for "

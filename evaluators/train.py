@@ -207,7 +207,8 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
         extractor = FeatureExtractor(model, device, cfg.feature_batch_size, FeatureCache(out / "feature_cache.npz"))
         reference = build_reference(extractor, corpus, {"train": load_pieces(corpus, "train"), "eval": held})
         reference.save(out / "reference.npz")
-        report = evaluation_report(extractor, train_pieces, held, cfg.min_prompt_pieces, cfg.seed, model)
+        report = evaluation_report(extractor, train_pieces, held, cfg.min_prompt_pieces, cfg.seed, model,
+                                   center=cfg.center_features)
         report.update({"train/minutes": minutes, "train/pretrain_steps": done_pre,
                        "train/contrastive_steps": done_con})
         mlflow.log_metrics({k: float(v) for k, v in report.items()})

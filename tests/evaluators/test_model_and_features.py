@@ -31,6 +31,17 @@ def test_gathered_embedding_equals_the_one_hot_linear():
     assert torch.allclose(model.music_encoder.embed(ids), expected, atol=1e-5)
 
 
+def test_patch_embedding_starts_at_the_scale_of_a_position():
+    # A patch sums 64 one-hot columns; at BERT's std it would start 8× the position embedding and the pooled
+    # feature would ignore bar order (measured on a trained tiny evaluator: cosine 0.9998 to a shuffled copy).
+    model = ClampModel(ClampConfig.from_size("tiny"))
+    patches = torch.tensor(M3Patchilizer().encode(LONG))
+    content = model.music_encoder.embed(patches) - model.music_encoder.patch_embedding.bias
+    position = model.music_encoder.base.embeddings.position_embeddings.weight[: len(patches)]
+    ratio = float(content.norm(dim=-1).mean() / position.norm(dim=-1).mean())
+    assert 0.5 < ratio < 2.0
+
+
 def test_masking_selects_the_clamp2_share():
     patches = [[1] * 64] + [[1, 65 + i, 2] + [0] * 61 for i in range(10)] + [[2] * 64]
     inputs, selected = mask_patches(patches, 0.45, random.Random(0), "mask")

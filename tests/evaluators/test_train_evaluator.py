@@ -105,6 +105,15 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert rc[0].clamp_score > rc[1].clamp_score and math.isnan(rc[0].clamp_score_global)
     # centring spreads scores: the jig-vs-chorale gap is wider than on raw features
     assert rc[0].clamp_score - rc[1].clamp_score > records[0].clamp_score - records[1].clamp_score
+    # the held-out report measured in the centred space: its own-prompt scores drop from the narrow cone
+    from evaluators.data import load_pieces
+    from evaluators.report import evaluation_report
+
+    train_p, held_p = load_pieces(tmp_path / "corpus", "train"), load_pieces(tmp_path / "corpus", "eval")
+    rep_c = evaluation_report(ev.extractor, train_p, held_p, 3, 0, center=True)
+    assert rep_c["score/centred"] == 1.0 and r["score/centred"] == 0.0
+    assert rep_c["prompt/own_score"] < r["prompt/own_score"] and rep_c["prompt/margin"] > 0
+    assert rep_c["composer/accuracy"] == 1.0
     feats = ev.features([chorale(random.Random(k)) for k in range(4)])
     m = ev.set_metrics(feats, ["Baroque_Bach, Johann Sebastian_Chorus"] * 4)
     assert -1 <= m["diversity/mean_pairwise_cosine"] <= 1 and m["frechet/mean_per_prompt"] >= 0
