@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 
 _VOICE_LABEL = re.compile(r"\[V:[^\]]+\]")
 # quoted text, decorations and inline fields are skipped; any other note letter is a note
@@ -89,16 +90,18 @@ def swap_voices(text: str, rng: random.Random) -> str:
     plays another voice's part throughout (training; a single-voice piece gets its bars permuted)."""
     lines = text.splitlines(keepends=True)
     parsed = {i: split_voices(ln) for i, ln in enumerate(lines) if body_line(ln)}
-    widths = {len(parts) for _, parts in parsed.values()}
-    if len(widths) != 1 or max(widths) < 2:
+    widths = Counter(len(parts) for _, parts in parsed.values())
+    n = widths.most_common(1)[0][0] if widths else 0
+    if n < 2:
         return permute_bars(text, rng)
-    n = widths.pop()
     order = list(range(n))
     while order == list(range(n)):
         rng.shuffle(order)
+    # lines of another width (the cut lines at the ends of a training crop) are left as they are
     for i, (prefix, parts) in parsed.items():
-        newline = "\n" if lines[i].endswith("\n") else ""
-        lines[i] = prefix + "".join(parts[k][0] + parts[order[k]][1] for k in range(n)) + newline
+        if len(parts) == n:
+            newline = "\n" if lines[i].endswith("\n") else ""
+            lines[i] = prefix + "".join(parts[k][0] + parts[order[k]][1] for k in range(n)) + newline
     return "".join(lines)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from evaluators.m3_patchilizer import EOS_ID, MASK_ID, PAD_ID, M3Patchilizer
+from evaluators.m3_patchilizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, M3Patchilizer
 from pipelines.padding import pad_patches
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,21 @@ class Batches:
         negatives = None
         if hard_negatives:
             kinds = [TRAINING_CORRUPTIONS[k] for k in hard_negatives]
-            bad = [self.patchilizer.encode(rng.choice(kinds)(self.pieces[i].text, rng)) for i in idx]
-            cropped = [crop(b, self.train_patches, rng) for b in bad]
-            negatives = pad_patches(cropped, self.patchilizer.patch_size, PAD_ID)
+            bad = [self.corrupt_crop(p, rng.choice(kinds), rng) for p in patches]
+            negatives = pad_patches(bad, self.patchilizer.patch_size, PAD_ID)
         return texts, ids, mask, negatives
+
+    def corrupt_crop(self, patches: list[list[int]], corruption, rng: random.Random) -> list[list[int]]:
+        """A corrupted copy of exactly the material of a training crop.
+
+        Corrupting the whole piece and cropping that would, for a piece longer than the crop, give a negative
+        holding other bars than its positive: the encoder is then taught to tell two excerpts apart, not a
+        piece from its reordered self (measured: no order sensitivity on the full corpus). So the crop's text
+        is corrupted and re-encoded, with the bos / eos patches the crop had.
+        """
+        size = self.patchilizer.patch_size
+        bos, eos = [BOS_ID] * size, [EOS_ID] * size
+        text = self.patchilizer.decode(patches)
+        out = self.patchilizer.encode(corruption(text, rng), special_patches=False)
+        out = ([bos] if patches[0] == bos else []) + out + ([eos] if patches[-1] == eos else [])
+        return out[: self.train_patches] or [bos]

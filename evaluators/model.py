@@ -170,14 +170,7 @@ class ClampModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            std = 0.02
-            if module.in_features == self.config.patch_size * VOCAB_SIZE:
-                # The patch embedding sums patch_size one-hot columns, so at std 0.02 it would start
-                # √patch_size (8×) larger than the position embedding: the position is drowned out and the
-                # pooled feature barely changes when bars are reordered or moved between voices (measured:
-                # cosine 0.9998 to the original). One column's scale keeps them comparable, as in BERT.
-                std /= math.sqrt(self.config.patch_size)
-            nn.init.normal_(module.weight, std=std)
+            nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -188,6 +181,13 @@ class ClampModel(PreTrainedModel):
         elif isinstance(module, ClampModel):
             with torch.no_grad():
                 module.logit_scale.fill_(math.log(1 / 0.07))
+                # A patch embedding sums patch_size one-hot columns, so it starts √patch_size (8×) larger than
+                # a position embedding at BERT's std: the position is drowned out and the pooled feature barely
+                # changes when bars are reordered or moved between voices (measured: cosine 0.9998 to the
+                # original). Positions start at the patches' scale instead. (Shrinking the patch embedding does
+                # the same for the forward pass but leaves near-identical pieces on a long loss plateau.)
+                positions = module.music_encoder.base.embeddings.position_embeddings.weight
+                positions.normal_(std=0.02 * math.sqrt(module.config.patch_size))
 
     # ------------------------------------------------------------------ music side
 

@@ -72,6 +72,31 @@ def test_corruptions_keep_the_form():
     assert f"[V:1]{bass}[V:2]{top}" in swapped  # two voices: the parts trade places in every bar
 
 
+def test_hard_negative_is_the_corrupted_crop_itself():
+    from evaluators.data import Batches, Piece
+    from evaluators.m3_patchilizer import BOS_ID, EOS_ID, M3Patchilizer
+
+    rng = random.Random(0)
+    text = "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(
+        f"[V:1]{'GABcdefg'[k % 8]}2 {'GABcdefg'[(k * 3) % 8]}6|[V:2]{'CDEFGAB'[k % 7]},8|\n" for k in range(60))
+    batches = Batches([Piece("p", "x", text, {})], M3Patchilizer(), train_patches=24, seed=0)
+    patches = batches._encoded[0]
+    assert len(patches) > 24  # long enough to be cropped
+    middle = patches[40:64]
+    for name, fn in (("permute_bars", permute_bars), ("swap_voices", swap_voices)):
+        bad = batches.corrupt_crop(middle, fn, random.Random(1))
+        # the same bars as the crop (no other excerpt of the piece), no bos/eos patch the crop did not have
+        assert len(bad) == len(middle) and bad != middle
+        assert bad[0] != [BOS_ID] * 64 and bad[-1] != [EOS_ID] * 64
+        if name == "permute_bars":
+            assert sorted(map(tuple, bad)) == sorted(map(tuple, middle))
+        else:  # every bar keeps its voice label but plays the other voice's notes
+            assert sorted("".join(map(chr, p)) for p in bad) != sorted("".join(map(chr, p)) for p in middle)
+            assert sorted(c for p in bad for c in p) == sorted(c for p in middle for c in p)
+    head = patches[:24]
+    assert batches.corrupt_crop(head, permute_bars, random.Random(2))[0] == [BOS_ID] * 64
+
+
 def test_train_evaluator_end_to_end(tmp_path):
     write_corpus(tmp_path / "corpus")
     cfg = EvaluatorConfig(out_dir=str(tmp_path / "ev"), pretrain_steps=20, contrastive_steps=40, batch_size=8,
