@@ -164,8 +164,8 @@ class Batches:
 
         Corrupting the whole piece and cropping that would, for a piece longer than the crop, give a negative
         holding other bars than its positive: the encoder is then taught to tell two excerpts apart, not a
-        piece from its reordered self (measured: no order sensitivity on the full corpus). So the crop's text
-        is corrupted and re-encoded, with the bos / eos patches the crop had.
+        piece from its reordered self. So the crop's text is corrupted and re-encoded, with the bos / eos
+        patches the crop had.
         """
         size = self.patchilizer.patch_size
         bos, eos = [BOS_ID] * size, [EOS_ID] * size
