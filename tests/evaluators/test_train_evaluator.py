@@ -99,7 +99,9 @@ def test_hard_negative_is_the_corrupted_crop_itself():
 
 def test_train_evaluator_end_to_end(tmp_path):
     write_corpus(tmp_path / "corpus")
-    cfg = EvaluatorConfig(out_dir=str(tmp_path / "ev"), pretrain_steps=20, contrastive_steps=40, batch_size=8,
+    # 60 contrastive steps: the single held-out batch's loss is noisy right after the 30-step warm-up (it
+    # spikes at step 40 and settles at step 50 with the music encoder's position init)
+    cfg = EvaluatorConfig(out_dir=str(tmp_path / "ev"), pretrain_steps=20, contrastive_steps=60, batch_size=8,
                           train_patches=32, eval_every=20, log_every=10, min_prompt_pieces=3, dropout=0.0)
     result = train_evaluator(cfg, tmp_path / "corpus")
     r = result.report
@@ -109,9 +111,9 @@ def test_train_evaluator_end_to_end(tmp_path):
                       "retrieval/text_to_music_top1", "retrieval/text_to_music_top5"}
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'ev' / 'mlflow.db'}")
-    assert len(client.get_metric_history(result.run_id, "contrastive/loss")) == 4
+    assert len(client.get_metric_history(result.run_id, "contrastive/loss")) == 6
     held_out = [m.value for m in client.get_metric_history(result.run_id, "contrastive/eval_loss")]
-    assert len(held_out) == 2 and held_out[-1] < held_out[0]
+    assert len(held_out) == 3 and held_out[-1] < held_out[0]
     assert client.get_metric_history(result.run_id, "pretrain/eval_loss")
     assert (tmp_path / "ev" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
