@@ -376,7 +376,6 @@ class Campaign:
             atomic.write_json(self.out / CAMPAIGN_FILE, self.state)
         best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["clamp/mean"]) else r["clamp/mean"])
         t.set_best(best["version"])
-        atomic.write_json(self.out / CAMPAIGN_FILE, self.state)
         t.finish(child)
 
     # ------------------------------------------------------------------ the whole campaign
