@@ -16,8 +16,8 @@ from models.sampling import filter_probs
 
 
 @torch.inference_mode()
-def naive_sample(model, prompt_lines: list[str], seed: int, max_patches: int, top_k=9, top_p=0.9,
-                 temperature=1.2) -> str:
+def naive_sample(model: torch.nn.Module, prompt_lines: list[str], seed: int, max_patches: int, top_k: int = 9,
+                 top_p: float = 0.9, temperature: float = 1.2) -> str:
     rng = np.random.default_rng(seed)
     pz = Patchilizer(patch_size=model.config.patch_size, patch_length=model.config.patch_length)
     patches = pz.encode_prompt(prompt_lines)

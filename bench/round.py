@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines import atomic  # noqa: E402
+from base import atomic  # noqa: E402
 
 
 def _unit_compute(folder: Path) -> float:
@@ -88,7 +88,7 @@ def main() -> int:
         import logging
 
         from orchestration.campaign import run_campaign
-        from pipelines.config import load_config
+        from orchestration.config import load_config
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         project = load_config(args.config, args.overrides + [f"campaign.out_dir={args.out}",

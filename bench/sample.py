@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from naive_sampler import naive_sample  # noqa: E402
 
 from models.config import ModelConfig, load_model  # noqa: E402
 from models.sampling import Sampler, SamplingConfig  # noqa: E402
-from naive_sampler import naive_sample  # noqa: E402
 
 PROMPT = ["%Baroque\n", "%Bach, Johann Sebastian\n", "%Choral\n"]
 

@@ -5,9 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pipelines.typed_config import check, option
+from base.typed_config import check, option
 
 SUBSETS = ("all", "even", "odd")
+PLAGIARISM_THRESHOLD = 0.95  # NotaGen: Levenshtein similarity or feature cosine to a real piece above this
+
+
+@dataclass(frozen=True)
+class EvaluatorSize:
+    hidden_size: int
+    num_layers: int
+    decoder_layers: int
+    text_layers: int
+    text_hidden_size: int
+    projection_size: int
+
+
+SIZES = {
+    "tiny": EvaluatorSize(hidden_size=128, num_layers=2, decoder_layers=1, text_layers=2, text_hidden_size=128,
+                          projection_size=128),
+    "small": EvaluatorSize(hidden_size=256, num_layers=4, decoder_layers=2, text_layers=3, text_hidden_size=256,
+                           projection_size=256),
+    # CLaMP 2's music side exactly (M3: 12 layers, hidden 768, 3-layer char decoder; projection 768)
+    "clamp2": EvaluatorSize(hidden_size=768, num_layers=12, decoder_layers=3, text_layers=6, text_hidden_size=768,
+                            projection_size=768),
+}
 
 
 @dataclass
@@ -46,7 +68,7 @@ class EvaluatorConfig:
     feature_batch_size: int = option(16, help="Windows per batch in feature extraction.")
     min_prompt_pieces: int = option(5, help="Prompts and composers with fewer train pieces are left out of "
                                             "the held-out composer accuracy and margin.")
-    plagiarism_cosine: Optional[float] = option(0.95, help="Feature cosine to one ground-truth piece above which a "
+    plagiarism_cosine: Optional[float] = option(PLAGIARISM_THRESHOLD, help="Feature cosine to one ground-truth piece above which a "
                                                           "sample counts as plagiarism (NotaGen: 0.95 with CLaMP 2); "
                                                           "None calibrates it: the 99th percentile of held-out real "
                                                           "pieces' cosine to their nearest train piece.")
@@ -57,8 +79,6 @@ class EvaluatorConfig:
     device: Optional[str] = option(None, help="cpu, cuda, cuda:1 ...; None = a GPU when there is one.")
 
     def __post_init__(self) -> None:
-        from evaluators.model import SIZES
-
         check(self.size in SIZES, "size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
         check(self.subset in SUBSETS, "subset", f"must be one of {', '.join(SUBSETS)}, got {self.subset!r}")
         check(0 < self.mask_ratio < 1, "mask_ratio", f"must be in (0, 1), got {self.mask_ratio}")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from base.corpus import manifest, split_rows
+from base.padding import pad_patches
 from evaluators.m3_patchilizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, M3Patchilizer
-from pipelines.padding import pad_patches
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,13 @@ def load_pieces(corpus: str | Path, split: str, subset: str = "all") -> list[Pie
     """Pieces of a corpus split (``train`` / ``eval``), read from ``interleaved/``; unreadable files are
     reported and skipped."""
     corpus = Path(corpus)
-    index = corpus / f"{split}.jsonl"
-    if not index.is_file():
-        raise FileNotFoundError(f"{index}: no such split (build the corpus: clampdpo data build)")
-    manifest = {}
-    if (corpus / "manifest.jsonl").is_file():
-        for line in (corpus / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            manifest[row["id"]] = row
+    rows = split_rows(corpus, split)
+    known = manifest(corpus)
     pieces = []
-    for line in index.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in rows:
         if not in_subset(row["id"], subset):
             continue
-        meta = {**manifest.get(row["id"], {}), **row}
+        meta = {**known.get(row["id"], {}), **row}
         rel = (meta.get("files") or {}).get("interleaved") or f"interleaved/{row['id']}.abc"
         path = corpus / rel
         try:
@@ -91,7 +85,8 @@ def crop(patches: list[list[int]], length: int, rng: random.Random) -> list[list
     return patches[start:start + length]
 
 
-def mask_patches(patches: list[list[int]], ratio: float, rng: random.Random, mode: str | None = None):
+def mask_patches(patches: list[list[int]], ratio: float, rng: random.Random,
+                 mode: str | None = None) -> tuple[list[list[int]], list[int]]:
     """M3's corruption: ceil(ratio·n) patches selected; per sequence 80% masked, 10% chars shuffled inside,
     10% kept. Returns (inputs, selected flags). ``mode`` forces one of mask / shuffle / original."""
     n = len(patches)
@@ -128,13 +123,17 @@ class Batches:
         rng = random.Random(self.seed * 1_000_003 + step)
         return rng, rng.sample(range(len(self.pieces)), min(batch_size, len(self.pieces)))
 
-    def masked(self, step: int, batch_size: int, ratio: float, mode: str | None = None):
+    def masked(self, step: int, batch_size: int, ratio: float, mode: str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, patch mask, selected flags, targets) of a masked-patch step."""
         rng, idx = self._pick(step, batch_size)
         targets, inputs, selected = [], [], []
         for i in idx:
             p = crop(self._encoded[i], self.train_patches, rng)
             x, s = mask_patches(p, ratio, rng, mode)
-            targets.append(p), inputs.append(x), selected.append(s)
+            targets.append(p)
+            inputs.append(x)
+            selected.append(s)
         size = self.patchilizer.patch_size
         target_ids, mask = pad_patches(targets, size, PAD_ID)
         input_ids, _ = pad_patches(inputs, size, PAD_ID)
@@ -143,7 +142,8 @@ class Batches:
             sel[i, : len(s)] = torch.tensor(s)
         return input_ids, mask, sel, target_ids
 
-    def paired(self, step: int, batch_size: int, text_dropout: bool, hard_negatives: list[str] | tuple = ()):
+    def paired(self, step: int, batch_size: int, text_dropout: bool, hard_negatives: list[str] | tuple = ()
+               ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """(texts, patches, mask, negatives): ``negatives`` is (patches, mask) of one corrupted copy per
         piece (a training corruption, cropped like its piece) or None."""
         from evaluators.corrupt import TRAINING_CORRUPTIONS
@@ -159,7 +159,8 @@ class Batches:
             negatives = pad_patches(bad, self.patchilizer.patch_size, PAD_ID)
         return texts, ids, mask, negatives
 
-    def corrupt_crop(self, patches: list[list[int]], corruption, rng: random.Random) -> list[list[int]]:
+    def corrupt_crop(self, patches: list[list[int]], corruption: Callable[[str, random.Random], str],
+                     rng: random.Random) -> list[list[int]]:
         """A corrupted copy of exactly the material of a training crop.
 
         Corrupting the whole piece and cropping that would, for a piece longer than the crop, give a negative

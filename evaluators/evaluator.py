@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from base import atomic
 from evaluators import guards
+from evaluators.config import PLAGIARISM_THRESHOLD, EvaluatorConfig
 from evaluators.features import FeatureCache, FeatureExtractor
 from evaluators.scores import GLOBAL, centroids, cosine
 from evaluators.validity import check_validity
-from pipelines import atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,13 @@ class Reference:
                          features=self.features.astype(np.float32), corpus=np.array(self.corpus))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Reference":
+    def load(cls, path: str | Path) -> Reference:
         with np.load(path) as z:
             return cls([str(x) for x in z["ids"]], [str(x) for x in z["prompts"]],
                        [str(x) for x in z["composers"]], [str(x) for x in z["splits"]],
                        z["features"], str(z["corpus"]))
 
-    def centred(self) -> tuple["Reference", np.ndarray | None]:
+    def centred(self) -> tuple[Reference, np.ndarray | None]:
         """The same rows with the mean feature subtracted, and that mean (None for an empty reference)."""
         if not len(self.features):
             return self, None
@@ -55,7 +56,12 @@ class Reference:
         return Reference(self.ids, self.prompts, self.composers, self.splits, self.features - offset,
                          self.corpus), offset
 
-    def select(self, splits: tuple[str, ...]) -> "Reference":
+    def scoring(self, center: bool) -> tuple[Reference, np.ndarray | None]:
+        """The reference in the space scores are computed in, and the offset samples are moved by: centred on
+        its mean feature with ``center`` (``evaluator.center_features``), else as it is (offset None)."""
+        return self.centred() if center else (self, None)
+
+    def select(self, splits: tuple[str, ...]) -> Reference:
         keep = [i for i, s in enumerate(self.splits) if s in splits]
         return Reference([self.ids[i] for i in keep], [self.prompts[i] for i in keep],
                          [self.composers[i] for i in keep], [self.splits[i] for i in keep],
@@ -90,14 +96,12 @@ class Evaluator:
     """Scores pieces against the centroids of ground-truth pieces of their prompts."""
 
     def __init__(self, extractor: FeatureExtractor, reference: Reference, splits: tuple[str, ...] = ("train", "eval"),
-                 plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD, center: bool = False):
+                 plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD, center: bool = False):
         self.extractor = extractor
         # Centring: features minus the mean ground-truth feature, before any cosine. A small evaluator
         # trained here puts every piece in a narrow cone (cosines to any centroid ≈ 0.9), which hides the
         # differences a reward needs; CLaMP 2's features do not need it (center=False is NotaGen's score).
-        self.offset = None
-        if center:
-            reference, self.offset = reference.centred()
+        reference, self.offset = reference.scoring(center)
         if plagiarism_cosine is None:  # calibrate on the reference: held-out real pieces vs train pieces
             held = reference.select(("eval",)).features
             plagiarism_cosine = guards.copy_cosine(held, reference.select(("train",)).features)
@@ -112,7 +116,7 @@ class Evaluator:
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, batch_size: int = 16,
              splits: tuple[str, ...] = ("train", "eval"),
-             plagiarism_cosine: float | None = guards.PLAGIARISM_THRESHOLD, center: bool = False) -> "Evaluator":
+             plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD, center: bool = False) -> Evaluator:
         from evaluators.model import ClampModel
 
         path = Path(path)
@@ -123,6 +127,13 @@ class Evaluator:
         cache = FeatureCache(path / "feature_cache.npz")
         return cls(FeatureExtractor(model, device, batch_size, cache), Reference.load(path / "reference.npz"), splits,
                    plagiarism_cosine, center)
+
+    @classmethod
+    def for_config(cls, path: str | Path, cfg: EvaluatorConfig, device: str | None = None) -> Evaluator:
+        """The evaluator in ``path`` read the way its config section says (centring, plagiarism cosine,
+        feature batch size, device): what a campaign's scorer loads for the reward and for the judge."""
+        return cls.load(path, device or cfg.device, cfg.feature_batch_size,
+                        plagiarism_cosine=cfg.plagiarism_cosine, center=cfg.center_features)
 
     @property
     def prompts(self) -> list[str]:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from base import atomic
+from base.padding import pad_patches
 from evaluators.m3_patchilizer import PAD_ID, M3Patchilizer, feature_windows, preprocess
 from evaluators.model import ClampModel
-from pipelines import atomic
-from pipelines.padding import pad_patches
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class FeatureExtractor:
         todo = sorted({k: i for i, k in enumerate(keys) if self.cache.get(k) is None}.items(), key=lambda kv: kv[1])
         found: dict[str, np.ndarray] = {}
         if todo:
-            jobs = []  # (key, window patches, weight)
+            jobs: list[tuple[str, list[list[int]], int]] = []  # (key, window patches, weight)
             for key, i in todo:
                 jobs.extend((key, w, weight) for w, weight in self.windows(texts[i]))
             jobs.sort(key=lambda j: len(j[1]))

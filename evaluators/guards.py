@@ -9,18 +9,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from evaluators.config import PLAGIARISM_THRESHOLD
 from evaluators.scores import cosine_matrix
-
-PLAGIARISM_THRESHOLD = 0.95  # NotaGen: Levenshtein similarity or feature cosine above this
-
-
-def text_similarity(a: str, b: str) -> float:
-    """Normalised Levenshtein similarity: 1 − distance / longer length."""
-    return float(Levenshtein.normalized_similarity(a, b))
 
 
 @dataclass
@@ -79,17 +74,17 @@ def entropy_bits(counts: Counter | dict) -> float:
     return float(-sum(c / total * math.log2(c / total) for c in counts.values() if c))
 
 
-def pitch_classes(interleaved_text: str, score=None) -> Counter:
+def pitch_classes(interleaved_text: str, score: Any = None) -> Counter:
     """Pitch-class counts of a piece (key signatures and accidentals applied by music21); pass the music21
     ``score`` when the piece was already parsed (``check_validity`` keeps it) to skip a second parse."""
     if score is None:
-        from pipelines.data.roundtrip import parse_interleaved
+        from base.abc.score import parse_interleaved
 
         score = parse_interleaved(interleaved_text)
     return Counter(p.pitchClass for p in score.pitches)
 
 
-def pitch_class_entropy(interleaved_text: str, score=None) -> float:
+def pitch_class_entropy(interleaved_text: str, score: Any = None) -> float:
     """Shannon entropy (bits, at most log2 12 ≈ 3.585) of the pitch classes; nan when it cannot be read."""
     try:
         return entropy_bits(pitch_classes(interleaved_text, score))

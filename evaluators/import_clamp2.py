@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from base import atomic
+from base.checkpoints import CheckpointError, read_state_dict  # noqa: F401 (re-exported)
 from evaluators.model import ClampConfig, ClampModel
-from pipelines import atomic
-from pipelines.checkpoints import CheckpointError, read_state_dict  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -19,32 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import ModelOutput
 
+from evaluators.config import SIZES
 from evaluators.m3_patchilizer import BOS_ID, EOS_ID, PAD_ID, PATCH_LENGTH, PATCH_SIZE, VOCAB_SIZE
 
 TEXT_LENGTH = 128  # characters of metadata text (CLaMP 2: 128 XLM-R tokens)
-
-
-@dataclass(frozen=True)
-class EvaluatorSize:
-    hidden_size: int
-    num_layers: int
-    decoder_layers: int
-    text_layers: int
-    text_hidden_size: int
-    projection_size: int
-
-
-SIZES = {
-    "tiny": EvaluatorSize(hidden_size=128, num_layers=2, decoder_layers=1, text_layers=2, text_hidden_size=128,
-                          projection_size=128),
-    "small": EvaluatorSize(hidden_size=256, num_layers=4, decoder_layers=2, text_layers=3, text_hidden_size=256,
-                           projection_size=256),
-    # CLaMP 2's music side exactly (M3: 12 layers, hidden 768, 3-layer char decoder; projection 768)
-    "clamp2": EvaluatorSize(hidden_size=768, num_layers=12, decoder_layers=3, text_layers=6, text_hidden_size=768,
-                            projection_size=768),
-}
 
 
 class ClampConfig(PretrainedConfig):
@@ -68,7 +47,7 @@ class ClampConfig(PretrainedConfig):
         self.dropout = dropout
 
     @classmethod
-    def from_size(cls, size: str, **overrides) -> "ClampConfig":
+    def from_size(cls, size: str, **overrides) -> ClampConfig:
         if size not in SIZES:
             raise ValueError(f"evaluator size {size!r}: expected one of {', '.join(SIZES)}")
         return cls(**{**SIZES[size].__dict__, **overrides})
@@ -145,10 +124,10 @@ def average_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class ContrastiveOutput(ModelOutput):
-    loss: torch.Tensor | None = None
-    logits_per_text: torch.Tensor | None = None
-    text_to_music_accuracy: torch.Tensor | None = None
+class ContrastiveOutput:
+    loss: torch.Tensor
+    logits_per_text: torch.Tensor
+    text_to_music_accuracy: torch.Tensor
 
 
 class ClampModel(PreTrainedModel):

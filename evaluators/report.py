@@ -11,10 +11,13 @@ import numpy as np
 from evaluators.corrupt import random_notes, shuffle_bars
 from evaluators.data import Piece, metadata_text
 from evaluators.features import FeatureExtractor
+from evaluators.model import ClampModel
 from evaluators.scores import GLOBAL, centroids, cosine, cosine_matrix, nearest
 
+
 def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out: list[Piece],
-                      min_pieces: int = 5, seed: int = 0, model=None, center: bool = False) -> dict[str, float]:
+                      min_pieces: int = 5, seed: int = 0, model: ClampModel | None = None,
+                      center: bool = False) -> dict[str, float]:
     """Metrics of an evaluator on held-out pieces, with train pieces as the ground truth.
 
     ``center`` measures centroids and scores on features minus the mean train feature, the score an

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from base import atomic
 from evaluators.config import EvaluatorConfig
 from evaluators.data import Batches, Piece, load_pieces
 from evaluators.evaluator import Reference
@@ -25,9 +27,10 @@ from evaluators.features import FeatureCache, FeatureExtractor, pick_device
 from evaluators.m3_patchilizer import M3Patchilizer
 from evaluators.model import ClampConfig, ClampModel, text_ids
 from evaluators.report import evaluation_report, format_report
-from pipelines import atomic
 
 log = logging.getLogger(__name__)
+
+LogMetrics = Callable[[dict[str, float], int], None]  # (metrics, step) → MLflow
 
 
 @dataclass
@@ -48,7 +51,7 @@ def build_model(cfg: EvaluatorConfig) -> ClampModel:
 class _Phase:
     """A constant-after-warm-up AdamW phase (CLaMP 2's schedule) with a step/time budget."""
 
-    def __init__(self, model: ClampModel, cfg: EvaluatorConfig, params, steps: int, seconds: float | None,
+    def __init__(self, model: ClampModel, cfg: EvaluatorConfig, params: list, steps: int, seconds: float | None,
                  lr: float):
         self.peak = lr
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
@@ -70,13 +73,13 @@ class _Phase:
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device) -> torch.autocast:
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def pretrain(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: Batches, device: torch.device,
-             log_metrics, seconds: float | None) -> int:
+             log_metrics: LogMetrics, seconds: float | None) -> int:
     music = [p for n, p in model.named_parameters() if n.startswith(("music_encoder.", "music_decoder."))]
     phase = _Phase(model, cfg, music, cfg.pretrain_steps, seconds, cfg.lr)
     bar = tqdm(range(cfg.pretrain_steps), desc="evaluator pretrain", unit="step")
@@ -112,7 +115,7 @@ def _masked_eval(model: ClampModel, cfg: EvaluatorConfig, held: Batches, device:
 
 
 def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: Batches, device: torch.device,
-                log_metrics, seconds: float | None, offset: int) -> int:
+                log_metrics: LogMetrics, seconds: float | None, offset: int) -> int:
     params = [p for n, p in model.named_parameters() if not n.startswith("music_decoder.")]
     phase = _Phase(model, cfg, params, cfg.contrastive_steps, seconds, cfg.contrastive_lr)
     bar = tqdm(range(cfg.contrastive_steps), desc="evaluator contrastive", unit="step")
@@ -146,10 +149,17 @@ def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: B
 
 
 def build_reference(extractor: FeatureExtractor, corpus: Path, pieces: dict[str, list[Piece]]) -> Reference:
-    ids, prompts, composers, splits, texts = [], [], [], [], []
+    ids: list[str] = []
+    prompts: list[str] = []
+    composers: list[str] = []
+    splits: list[str] = []
+    texts: list[str] = []
     for split, rows in pieces.items():
         for p in rows:
-            ids.append(p.id), prompts.append(p.prompt), composers.append(p.composer), splits.append(split)
+            ids.append(p.id)
+            prompts.append(p.prompt)
+            composers.append(p.composer)
+            splits.append(split)
             texts.append(p.text)
     feats = extractor.extract(texts, progress=True)
     return Reference(ids, prompts, composers, splits, feats, str(corpus.resolve()))
@@ -160,7 +170,8 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
     """Train (or, with zero steps and ``init_from``, just index) an evaluator into ``cfg.out_dir``."""
     import mlflow
 
-    from orchestration.tracking import tracking_uri as default_uri, use_experiment
+    from base.tracking import tracking_uri as default_uri
+    from base.tracking import use_experiment
 
     corpus = Path(corpus)
     out = Path(cfg.out_dir)
@@ -183,7 +194,7 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
     uri = default_uri(tracking_uri, out)
     use_experiment(uri, experiment, out)
     with mlflow.start_run(run_name="evaluator") as run:
-        from orchestration.tracking import flatten
+        from base.tracking import flatten
 
         mlflow.log_params(flatten(params or {"evaluator": cfg.__dict__}))
         mlflow.set_tags({"clampdpo.stage": "evaluator"})

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.data.clean import bar_durations_aligned
-from pipelines.data.interleave import InterleaveError, deinterleave
-from pipelines.data.roundtrip import roundtrip
+from base.abc.interleave import InterleaveError, deinterleave
+from base.abc.score import bar_durations_aligned, roundtrip
 
 
 @dataclass

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
-from pipelines.typed_config import check, option
+from base.typed_config import check, option
+from models.sizes import SIZES
 
-SIZE_NAMES = ("tiny", "small", "medium", "large", "x")
+if TYPE_CHECKING:
+    from models.notagen import NotaGenConfig, NotaGenForCausalLM
 
 
 @dataclass
@@ -27,7 +30,7 @@ class ModelConfig:
                                                  "weights; its sizes win over the fields above.")
 
     def __post_init__(self) -> None:
-        check(self.size in SIZE_NAMES, "size", f"must be one of {', '.join(SIZE_NAMES)}, got {self.size!r}")
+        check(self.size in SIZES, "size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
         for name in ("patch_length", "patch_num_layers", "char_num_layers", "hidden_size"):
             value = getattr(self, name)
             check(value is None or value > 0, name, f"must be > 0, got {value}")
@@ -39,12 +42,12 @@ class ModelConfig:
         names = ("patch_length", "patch_num_layers", "char_num_layers", "hidden_size")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
-    def hf_config(self):
+    def hf_config(self) -> NotaGenConfig:
         from models.notagen import NotaGenConfig
 
         return NotaGenConfig.from_size(self.size, dropout=self.dropout, **self.overrides())
 
-    def build(self):
+    def build(self) -> NotaGenForCausalLM:
         """The model: loaded from ``init_from`` when given, else freshly initialised at this size."""
         from models.notagen import NotaGenForCausalLM
 
@@ -53,10 +56,8 @@ class ModelConfig:
         return NotaGenForCausalLM(self.hf_config())
 
 
-def load_model(path: str, **config_overrides):
+def load_model(path: str | Path, **config_overrides: Any) -> NotaGenForCausalLM:
     """A saved NotaGen model folder, with a clear error when it is not one."""
-    from pathlib import Path
-
     from models.notagen import NotaGenForCausalLM
 
     folder = Path(path)

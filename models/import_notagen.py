@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from base import atomic
+from base.checkpoints import CheckpointError, read_state_dict  # noqa: F401 (re-exported)
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
-from pipelines import atomic
-from pipelines.checkpoints import CheckpointError, read_state_dict  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -24,20 +24,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, GenerationMixin, GPT2Config, GPT2Model,
-                          PretrainedConfig, PreTrainedModel)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    GenerationMixin,
+    GPT2Config,
+    GPT2Model,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from models.patchilizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
-
-# NotaGen's published sizes (its README and configs) and our CPU-sized `tiny`.
-SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(patch_num_layers=3, char_num_layers=2, hidden_size=192, patch_length=512),
-    "small": dict(patch_num_layers=12, char_num_layers=3, hidden_size=768, patch_length=2048),
-    "medium": dict(patch_num_layers=16, char_num_layers=3, hidden_size=1024, patch_length=2048),
-    "large": dict(patch_num_layers=20, char_num_layers=6, hidden_size=1280, patch_length=1024),
-    "x": dict(patch_num_layers=20, char_num_layers=6, hidden_size=1280, patch_length=1024),
-}
+from models.sizes import SIZES
 
 
 class NotaGenConfig(PretrainedConfig):
@@ -69,7 +70,7 @@ class NotaGenConfig(PretrainedConfig):
         self.attn_implementation_name = attn_implementation_name
 
     @classmethod
-    def from_size(cls, size: str, **overrides) -> "NotaGenConfig":
+    def from_size(cls, size: str, **overrides) -> NotaGenConfig:
         if size not in SIZES:
             raise ValueError(f"unknown model size {size!r} (sizes: {', '.join(SIZES)})")
         return cls(**{**SIZES[size], **overrides})
@@ -134,7 +135,8 @@ class NotaGenModel(NotaGenPreTrainedModel):
         return self.patch_embedding(one_hot.flatten(-2))
 
     def encode_patches(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None,
-                       position_ids: torch.Tensor | None = None, cache=None, use_cache: bool = False):
+                       position_ids: torch.Tensor | None = None, cache: Cache | None = None,
+                       use_cache: bool = False) -> tuple[torch.Tensor, Cache | None]:
         """Patch-level hidden states h (B, P, H); h_i has seen patches 0…i."""
         out = self.patch_decoder(inputs_embeds=self.embed_patches(patches), attention_mask=patch_mask,
                                  position_ids=position_ids, cache=cache, use_cache=use_cache)
@@ -200,7 +202,8 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
 
     # ------------------------------------------------------------------ hierarchical (NotaGen's definition)
 
-    def patch_char_log_probs(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None):
+    def patch_char_log_probs(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-char log-probs of every patch after the first: ((B,P-1,16) log-probs, (B,P-1,16) scored mask)."""
         if patch_mask is None:
             patch_mask = torch.ones(patches.shape[:2], dtype=torch.long, device=patches.device)

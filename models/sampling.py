@@ -15,13 +15,18 @@ body lines are re-encoded and generation goes on (stream mode).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DynamicCache
 
 from models.patchilizer import EOS_ID, PAD_ID, Patchilizer
 from models.sampling_config import SamplingConfig
+
+if TYPE_CHECKING:
+    from models.notagen import NotaGenForCausalLM
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,8 @@ class _Row:
 class Sampler:
     """Generates pieces from prompts; `generate` is the one entry point."""
 
-    def __init__(self, model, config: SamplingConfig | None = None, device: str | torch.device | None = None):
+    def __init__(self, model: NotaGenForCausalLM, config: SamplingConfig | None = None,
+                 device: str | torch.device | None = None):
         self.config = config or SamplingConfig()
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model = model.to(self.device).eval()
@@ -93,7 +99,8 @@ class Sampler:
     # ------------------------------------------------------------------ public
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[str]], seeds: list[int], progress=None) -> list[Sample]:
+    def generate(self, prompts: list[list[str]], seeds: list[int],
+                 progress: Callable[[Sample], None] | None = None) -> list[Sample]:
         """One piece per (prompt lines, seed), in order. ``progress`` is called with each finished Sample."""
         if len(prompts) != len(seeds):
             raise ValueError("one seed per prompt")
@@ -141,7 +148,7 @@ class Sampler:
             rebuild = rebuild or streamed
         return [self._finish(row) for row in rows]
 
-    def _encode_all(self, rows: list[_Row]):
+    def _encode_all(self, rows: list[_Row]) -> tuple[torch.Tensor, DynamicCache | None, torch.Tensor]:
         """Patch-level pass over every row's whole context (left-padded); returns h of each row's last patch."""
         length = max(len(r.patches) for r in rows)
         patches = torch.full((len(rows), length, self.size), PAD_ID, dtype=torch.long)
@@ -156,7 +163,8 @@ class Sampler:
                                                         use_cache=self.config.use_cache)
         return hidden[:, -1], cache, mask
 
-    def _encode_step(self, new_patches: torch.Tensor, cache, mask: torch.Tensor):
+    def _encode_step(self, new_patches: torch.Tensor, cache: DynamicCache,
+                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         positions = mask.sum(1, keepdim=True)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         hidden, _ = self.model.model.encode_patches(new_patches, mask, positions, cache=cache, use_cache=True)
@@ -254,7 +262,7 @@ class Sampler:
         log.debug("row %d: stream cut to %d patches", row.index, len(patches))
 
     def _finish(self, row: _Row) -> Sample:
-        from pipelines.data.interleave import restore_rest_voices
+        from base.abc.interleave import restore_rest_voices
 
         text = row.text
         sample = Sample(prompt=row.prompt, seed=row.seed, text=text, finished=not row.budget_hit,

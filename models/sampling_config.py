@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.typed_config import check, option
+from base.typed_config import check, option
 
 
 @dataclass

@@ -99,8 +99,8 @@ class NotaGenTokenizer(PreTrainedTokenizer):
     def __call__(self, text: str | list[str] | None = None, **kwargs: Any) -> BatchEncoding:
         """Flat ids of one text or of each text of a list (no padding: collators pad)."""
         if isinstance(text, (list, tuple)):
-            ids = [self.encode_piece(t) for t in text]
-            return BatchEncoding({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]})
+            rows = [self.encode_piece(t) for t in text]
+            return BatchEncoding({"input_ids": rows, "attention_mask": [[1] * len(x) for x in rows]})
         ids = self.encode_piece(text or "")
         return BatchEncoding({"input_ids": ids, "attention_mask": [1] * len(ids)})
 

@@ -12,26 +12,47 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import ray
+
+if TYPE_CHECKING:
+    from evaluators.config import EvaluatorConfig
+    from models.sampling_config import SamplingConfig
 
 log = logging.getLogger(__name__)
 
 
-def _threads(cpus: float) -> None:
-    import torch
-    from transformers.utils import logging as hf_logging
+@dataclass(frozen=True)
+class Resources:
+    """What one actor reserves: CPU cores (also its torch threads) and GPUs (fractions share one)."""
 
-    torch.set_num_threads(max(1, int(cpus)))
-    hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor start is noise on the driver
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def options(self) -> dict[str, float]:
+        return {"num_cpus": self.cpus, "num_gpus": self.gpus}
+
+    def enter(self) -> str:
+        """Set this process up for the reservation; returns the torch device to use."""
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        torch.set_num_threads(max(1, int(self.cpus)))
+        hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor start is noise on the driver
+        return "cuda" if self.gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-def _device(gpus: float) -> str:
-    import torch
+@dataclass(frozen=True)
+class ScorerSpec:
+    """The evaluator (and the independent judge) a scorer actor loads, with the settings each is read with."""
 
-    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    evaluator_dir: str
+    evaluator: EvaluatorConfig
+    judge_dir: str | None = None
+    judge: EvaluatorConfig | None = None
 
 
 class SamplerActor:
@@ -42,23 +63,21 @@ class SamplerActor:
     them again.
     """
 
-    def __init__(self, sampling: dict, cpus: float, gpus: float):
-        _threads(cpus)
-        self.sampling, self.device = sampling, _device(gpus)
+    def __init__(self, sampling: SamplingConfig, resources: Resources):
+        self.sampling, self.device = sampling, resources.enter()
         self.policy_id: str | None = None
-        self.sampler = None
+        self.sampler: Any = None
 
-    def _load(self, ref) -> None:
+    def _load(self, ref: Any) -> None:
         from models.notagen import NotaGenConfig, NotaGenForCausalLM
         from models.sampling import Sampler
-        from models.sampling_config import SamplingConfig
 
         if self.policy_id == ref.hex():
             return
         policy = ray.get(ref)
         model = NotaGenForCausalLM(NotaGenConfig.from_dict(policy["config"]))
         model.load_state_dict(policy["state_dict"])
-        self.sampler = Sampler(model, SamplingConfig(**self.sampling), device=self.device)
+        self.sampler = Sampler(model, self.sampling, device=self.device)
         self.policy_id = ref.hex()
 
     def generate(self, unit: dict) -> list[dict]:
@@ -77,16 +96,13 @@ class SamplerActor:
 class ScorerActor:
     """Scores samples with the evaluator (CLaMP score + guards) and, when given, the judge."""
 
-    def __init__(self, evaluator_dir: str, judge_dir: str | None, cpus: float, gpus: float, batch_size: int,
-                 plagiarism_cosine: float | None = 0.95, center: bool = False, judge_center: bool = False):
+    def __init__(self, spec: ScorerSpec, resources: Resources):
         from evaluators.evaluator import Evaluator
 
-        _threads(cpus)
-        device = _device(gpus)
-        self.evaluator = Evaluator.load(evaluator_dir, device=device, batch_size=batch_size,
-                                        plagiarism_cosine=plagiarism_cosine, center=center)
-        self.judge = Evaluator.load(judge_dir, device=device, batch_size=batch_size, center=judge_center) \
-            if judge_dir else None
+        device = resources.enter()
+        self.evaluator = Evaluator.for_config(spec.evaluator_dir, spec.evaluator, device)
+        self.judge = Evaluator.for_config(spec.judge_dir, spec.judge, device) \
+            if spec.judge_dir and spec.judge else None
 
     def score(self, rows: list[dict]) -> list[dict]:
         from pipelines.dpo.pairs import staves_grouped
@@ -120,11 +136,13 @@ class PoolStats:
 class ActorPool:
     """A fixed number of restartable actors working through a queue of units."""
 
-    def __init__(self, actor_cls: type, size: int, args: tuple, cpus: float, gpus: float, max_restarts: int,
+    def __init__(self, actor_cls: type, size: int, args: tuple, resources: Resources, max_restarts: int,
                  max_unit_retries: int, name: str):
         self.remote_cls = ray.remote(actor_cls)
         self.args, self.name = args, name
-        self.options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": max_restarts, "max_task_retries": 0}
+        # SPREAD: a pool's actors go to different nodes where they can (samplers and scorers scale out)
+        self.options = {**resources.options(), "max_restarts": max_restarts, "max_task_retries": 0,
+                        "scheduling_strategy": "SPREAD"}
         self.max_restarts, self.max_unit_retries = max_restarts, max_unit_retries
         self.actors = [self._new() for _ in range(size)]
         self.stats = PoolStats()
@@ -134,7 +152,9 @@ class ActorPool:
 
     def run(self, units: list[tuple[str, Any]], method: str, done: Callable[[str, Any], None]) -> PoolStats:
         """Call ``method`` on every unit (name, payload); ``done(name, result)`` runs on the driver as each
-        unit finishes. A unit whose actor dies is queued again, up to ``max_unit_retries`` times."""
+        unit finishes. A unit whose actor dies is queued again, up to ``max_unit_retries`` times. Returns
+        this call's statistics (the pool may run many calls)."""
+        self.stats = PoolStats()
         pending = deque((name, payload, 0) for name, payload in units)
         running: dict[ray.ObjectRef, tuple[int, str, Any, int, float]] = {}
         idle = deque(range(len(self.actors)))

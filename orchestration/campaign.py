@@ -1,15 +1,13 @@
 """The CLaMP-DPO campaign driver: corpus → policy → evaluator (+ judge) → prompts → rounds.
 
-Round k: sample candidates of the training prompts with policy k−1 (sampler actors) → score them
-(evaluator actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → policy k → evaluate policy k on the
-held-out prompts. Round 0 only evaluates the starting policy. Every stage ends with a marker
-(pipelines/campaign/state.py), so ``resume`` picks up where a crash left off.
+``Campaign.run`` is the list of stages. Round k: sample candidates of the training prompts with policy
+k−1 (sampler actors) → score them (scorer actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → policy
+k → evaluate policy k on the held-out prompts. Round 0 only evaluates the starting policy. Every stage ends
+with a marker (pipelines/campaign/state.py), so ``resume`` picks up where a crash left off.
 
-Folder layout (``campaign.out_dir``)::
-
-    campaign.json  markers/  prompts.json  mlflow.db  mlartifacts/
-    sft/ evaluator/ judge/                      (when trained here)
-    round-NN/samples/ scores/ pairs.jsonl dpo/policy/ eval/ metrics.json artifacts/ run.json
+The pure parts of each stage live beside it in pipelines/campaign/ (prompt plan and sample seeds, pair
+records, round metrics, config identity, folder layout); this module wires them to Ray, DeepSpeed and
+MLflow.
 """
 
 from __future__ import annotations
@@ -19,81 +17,100 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipelines import atomic
-from pipelines.campaign import plan
+from base import atomic
+from base.typed_config import ConfigError, to_dict
+from orchestration.config import ProjectConfig, campaign_config
+from pipelines.campaign import identity, plan
 from pipelines.campaign.compare import load_rounds
-from pipelines.campaign.metrics import format_table, per_prompt, score_metrics
+from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
 from pipelines.campaign.state import Markers
-from pipelines.config import ProjectConfig
-from pipelines.typed_config import ConfigError, from_dict, to_dict
 
 log = logging.getLogger(__name__)
 
-CAMPAIGN_FILE = "campaign.json"
-
-
-def load_campaign_config(out_dir: str | Path) -> tuple[ProjectConfig, str]:
-    """The config a campaign folder was started with (``resume`` and ``status`` read it)."""
-    f = Path(out_dir) / CAMPAIGN_FILE
-    if not f.is_file():
-        raise FileNotFoundError(f"{out_dir}: not a campaign folder (no {CAMPAIGN_FILE}); "
-                                "start one with `clampdpo campaign run`")
-    data = json.loads(f.read_text())
-    return from_dict(ProjectConfig, data["config"]), data.get("config_name", "")
-
 
 class Campaign:
+    """One campaign folder: its config, its MLflow runs, and the stages that fill it."""
+
     def __init__(self, project: ProjectConfig, config_name: str = ""):
-        self.out = Path(project.campaign.out_dir).resolve()
-        c = project.campaign
-        # the stages' own output folders live inside the campaign folder
-        project = replace(project,
-                          train=replace(project.train, out_dir=str(self.out / "sft")),
-                          evaluator=replace(project.evaluator, out_dir=str(self.out / "evaluator")),
-                          judge=replace(project.judge, out_dir=str(self.out / "judge")))
-        self.project, self.cfg, self.config_name = project, c, config_name
-        self.markers = Markers(self.out)
-        self.timings: dict[str, dict[str, float]] = {}
-
-    # ------------------------------------------------------------------ set-up
-
-    def _open(self) -> None:
+        from base.tracking import tracking_uri
         from orchestration.campaign_tracking import CampaignTracker
-        from orchestration.tracking import tracking_uri
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        f = self.out / CAMPAIGN_FILE
-        config = to_dict(self.project)
-        if f.is_file():
-            saved = json.loads(f.read_text())
-            mine, theirs = _comparable(config), _comparable(saved["config"])
-            if mine != theirs:
-                changed = sorted(k for k in mine if mine[k] != theirs.get(k))
-                raise ConfigError(f"campaign.out_dir: {self.out} holds a campaign with another config (sections "
-                                  f"{', '.join(changed)} differ); resume it with `clampdpo campaign resume "
-                                  f"{self.out}` or choose another --out")
-            self.state = saved
-        else:
-            self.state = {"config": config, "config_name": self.config_name, "created": time.time()}
-        self.uri = tracking_uri(self.project.tracking.tracking_uri, self.out)
-        self.project = replace(self.project, tracking=replace(self.project.tracking, tracking_uri=self.uri))
-        self.tracker = CampaignTracker(self.uri, self.project.tracking.experiment, self.out)
+        self.layout = Layout(Path(project.campaign.out_dir).resolve())
+        root = self.layout.root
+        # the stages' own output folders live inside the campaign folder
+        project = replace(project, train=replace(project.train, out_dir=str(self.layout.stage_dir("train"))),
+                          evaluator=replace(project.evaluator, out_dir=str(self.layout.stage_dir("evaluator"))),
+                          judge=replace(project.judge, out_dir=str(self.layout.stage_dir("judge"))))
+        root.mkdir(parents=True, exist_ok=True)
+        self.state = self._identity(to_dict(project), config_name)
+        self.uri = tracking_uri(project.tracking.tracking_uri, root)
+        self.project = replace(project, tracking=replace(project.tracking, tracking_uri=self.uri))
+        self.cfg = self.project.campaign
+        self.tracker = CampaignTracker(self.uri, self.project.tracking.experiment, root)
         if not self.state.get("parent_run_id"):
             self.state["parent_run_id"] = self.tracker.start_parent(
-                f"campaign-{self.out.name}", to_dict(self.project),
-                {"clampdpo.config": self.config_name, "clampdpo.dir": str(self.out)})
+                f"campaign-{root.name}", to_dict(self.project), {"clampdpo.config": config_name,
+                                                                "clampdpo.dir": str(root)})
         else:
             self.tracker.reopen(self.state["parent_run_id"])
-        atomic.write_json(f, self.state)
-        self.parent = self.state["parent_run_id"]
+        identity.write_state(root, self.state)
+        self.parent: str = self.state["parent_run_id"]
+        self.markers = Markers(root)
+        # what the set-up stages find or make; filled in by run()
+        self.corpus = Path()
+        self.policy0 = ""
+        self.evaluator_dir = ""
+        self.judge_dir: str | None = None
+        self.prompts = plan.Prompts([], [])
+        self._pools: dict[str, Any] = {}  # actor pools, kept from their first stage to the campaign's end
 
-    def _stage(self, name: str, fn, *args) -> dict[str, Any]:
+    def _identity(self, config: dict[str, Any], config_name: str) -> dict[str, Any]:
+        """The folder's saved state; a folder holding a campaign with another config is refused."""
+        if not self.layout.state_file.is_file():
+            return identity.new_state(config, config_name)
+        saved = identity.read_state(self.layout.root)
+        changed = identity.changed_sections(config, saved["config"])
+        if changed:
+            raise ConfigError(f"campaign.out_dir: {self.layout.root} holds a campaign with another config "
+                              f"(sections {', '.join(changed)} differ); resume it with `clampdpo campaign resume "
+                              f"{self.layout.root}` or choose another --out")
+        return saved
+
+    # ------------------------------------------------------------------ the whole campaign
+
+    def run(self) -> list[dict[str, float]]:
+        """Every stage in order (finished ones skipped); returns the round table's rows."""
+        from orchestration.ray_runtime import ensure_ray
+
+        status = "FAILED"
+        try:
+            self.corpus = Path(self.stage("corpus", self.build_corpus)["corpus"])
+            self.policy0 = self.stage("policy", self.train_policy)["policy"]
+            self.evaluator_dir = self.stage("evaluator", self.train_evaluator, "evaluator")["dir"]
+            self.judge_dir = self.stage("judge", self.train_judge)["dir"]
+            self.stage("prompts", self.choose_prompts)
+            self.prompts = plan.Prompts.from_dict(json.loads(self.layout.prompts_file.read_text()))
+            ensure_ray(self.project.cluster.ray_address)
+            self.stage("round-00/eval", self.evaluate, 0)
+            for k in range(1, self.cfg.rounds + 1):
+                r = f"round-{k:02d}"
+                self.stage(f"{r}/sample", self.sample_candidates, k)
+                self.stage(f"{r}/score", self.score_candidates, k)
+                self.stage(f"{r}/pairs", self.make_pairs, k)
+                self.stage(f"{r}/dpo", self.train_dpo, k)
+                self.stage(f"{r}/eval", self.evaluate, k)
+            status = "FINISHED"
+        finally:
+            self._stop_pools()
+            self.tracker.finish(self.parent, status)
+        return load_rounds(self.layout.root)
+
+    def stage(self, name: str, fn: Callable[..., dict[str, Any] | None], *args: Any) -> dict[str, Any]:
         """Run a stage unless its marker exists; the marker records the stage's info and wall time."""
         done = self.markers.done(name)
         if done is not None:
@@ -105,14 +122,16 @@ class Campaign:
         info["seconds"] = time.perf_counter() - start
         self.markers.mark(name, info)
         log.info("stage %s: done in %.1f s", name, info["seconds"])
-        return self.markers.done(name)
+        return self.markers.done(name) or info
 
-    def _corpus(self) -> dict:
+    # ------------------------------------------------------------------ set-up stages
+
+    def build_corpus(self) -> dict[str, Any]:
         from pipelines.data.build import ensure_corpus
 
         return {"corpus": str(ensure_corpus(self.project.data).resolve())}
 
-    def _policy(self) -> dict:
+    def train_policy(self) -> dict[str, Any]:
         if self.cfg.policy_from:
             from models.config import load_model
 
@@ -120,16 +139,17 @@ class Campaign:
             return {"policy": str(Path(self.cfg.policy_from).resolve()), "trained": False}
         from orchestration.ray_train import run_sft
 
-        result = run_sft(self.project, self.config_name)
+        result = run_sft(self.project, self.state.get("config_name", ""))
         self.tracker.adopt(self.parent, result.run_id)
         return {"policy": str(result.model_dir), "trained": True, "eval/bpc": result.summary.get("eval/bpc"),
                 "baseline/unigram_bpc": result.baseline_bpc}
 
-    def _evaluator(self, section: str, given: str | None) -> dict:
+    def train_evaluator(self, section: str) -> dict[str, Any]:
+        given = self.cfg.evaluator_from if section == "evaluator" else self.cfg.judge_from
         if given:
             from evaluators.evaluator import Evaluator
 
-            Evaluator.load(given)
+            Evaluator.load(given)  # fail now, with the loader's message
             return {"dir": str(Path(given).resolve()), "trained": False}
         from evaluators.train import train_evaluator
 
@@ -140,23 +160,163 @@ class Campaign:
         return {"dir": str(result.out_dir.resolve()), "trained": True,
                 **{k: v for k, v in result.report.items() if isinstance(v, (int, float))}}
 
-    def _judge(self) -> dict:
-        if not self.cfg.use_judge:
-            return {"dir": None}
-        return self._evaluator("judge", self.cfg.judge_from)
+    def train_judge(self) -> dict[str, Any]:
+        return self.train_evaluator("judge") if self.cfg.use_judge else {"dir": None}
 
-    def _prompts(self) -> dict:
+    def choose_prompts(self) -> dict[str, Any]:
         from evaluators.evaluator import Reference
 
         scored = set(Reference.load(Path(self.evaluator_dir) / "reference.npz").prompts)
         prompts = plan.choose_prompts(plan.corpus_prompts(self.corpus), self.cfg, scored)
-        atomic.write_json(self.out / "prompts.json", prompts.to_dict())
+        atomic.write_json(self.layout.prompts_file, prompts.to_dict())
         return {"train": len(prompts.train), "heldout": len(prompts.heldout)}
+
+    # ------------------------------------------------------------------ round stages
+
+    def policy_dir(self, k: int) -> str:
+        """The policy after round k (round 0: the starting policy)."""
+        return self.policy0 if k == 0 else str(self.layout.trained_policy(k))
+
+    def sample_candidates(self, k: int) -> dict[str, Any]:
+        specs = plan.round_samples(self.prompts.train, k, self.cfg.samples_per_prompt, self.cfg.seed)
+        return self._sample(specs, self.policy_dir(k - 1), self.layout.samples(k))
+
+    def score_candidates(self, k: int) -> dict[str, Any]:
+        return self._score(self.layout.samples(k), self.layout.scores(k))
+
+    def make_pairs(self, k: int) -> dict[str, Any]:
+        from pipelines.campaign.pairs import round_pairs
+        from pipelines.dpo.dataset import write_pairs
+
+        samples = {s["id"]: s for s in atomic.read_jsonl(self.layout.samples(k) / SAMPLES_FILE)}
+        scores = atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE)
+        lines = {p.key: p.lines for p in self.prompts.train}
+        result = round_pairs(samples, scores, lines, self.project.dpo, k)
+        write_pairs(self.layout.pairs(k), result.records,
+                    {"round": k, "policy": self.policy_dir(k - 1), "evaluator": self.evaluator_dir,
+                     "select_portion": self.project.dpo.select_portion, "candidates": result.candidates,
+                     "excluded": result.excluded})
+        return {"pairs/count": len(result.records), "candidates/excluded": result.excluded,
+                "prompts_with_pairs": result.prompts}
+
+    def train_dpo(self, k: int) -> dict[str, Any]:
+        from orchestration.ray_runtime import resolve_gpu
+        from orchestration.ray_train import DPOJob, run_dpo
+
+        out = self.layout.dpo(k)
+        pairs = (self.markers.done(f"round-{k:02d}/pairs") or {}).get("pairs/count", 0)
+        if not pairs:  # nothing to learn from: the policy carries over unchanged
+            log.warning("round %d: no pairs (every candidate excluded?); the policy is carried over", k)
+            def copy(tmp: Path) -> None:
+                shutil.copytree(self.policy_dir(k - 1), tmp, dirs_exist_ok=True)
+
+            atomic.write_dir(out / "policy", copy)
+            return {"pairs/count": 0}
+        dpo, cluster = self.project.dpo, self.project.cluster
+        self._make_room(cluster.num_workers, cluster.cpus_per_worker, 1.0 if resolve_gpu(cluster.use_gpu) else 0.0)
+        job = DPOJob(dpo=dpo, precision=self.project.cluster.precision, round=k, out_dir=str(out),
+                     pairs_file=str(self.layout.pairs(k)), policy_dir=self.policy_dir(k - 1),
+                     reference_dir=self.policy0 if dpo.reference == "initial" else None,
+                     tracking_uri=self.uri, run_id=self._child(k))
+        summary = run_dpo(self.project, job, self.layout.root / "ray")
+        return {key: v for key, v in summary.items() if isinstance(v, (int, float))}
+
+    def evaluate(self, k: int) -> dict[str, Any]:
+        """Sample the held-out prompts with policy k (the same seeds every round), score, report."""
+        from evaluators.evaluator import Reference
+        from pipelines.campaign.metrics import eval_metrics, per_prompt, training_metrics
+
+        specs = plan.eval_samples(self.prompts.heldout, k, self.cfg.eval_samples_per_prompt, self.cfg.seed)
+        t0 = time.perf_counter()
+        sampled = self._sample(specs, self.policy_dir(k), self.layout.eval_samples(k))
+        t1 = time.perf_counter()
+        scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k))
+        t2 = time.perf_counter()
+        scores = atomic.read_jsonl(self.layout.eval_scores(k) / SCORES_FILE)
+        reference, _ = Reference.load(Path(self.evaluator_dir) / "reference.npz").scoring(
+            self.project.evaluator.center_features)
+        metrics = eval_metrics(scores, reference.features, reference.prompts)
+        metrics["round"] = k
+        if k > 0:
+            metrics.update(training_metrics(atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE),
+                                            self.markers.done(f"round-{k:02d}/pairs") or {},
+                                            self.markers.done(f"round-{k:02d}/dpo") or {}))
+        atomic.write_json(self.layout.metrics(k), {"metrics": metrics, "per_prompt": per_prompt(scores),
+                                                   "per_prompt_judge": per_prompt(scores, "judge_score")})
+        self._report_round(k, metrics, scores)
+        return {"clamp/mean": metrics["clamp/mean"], "sample_seconds": t1 - t0, "score_seconds": t2 - t1,
+                "sample_actor_seconds": sampled.get("actor_seconds", 0.0),
+                "score_actor_seconds": scored.get("actor_seconds", 0.0)}
 
     # ------------------------------------------------------------------ actors
 
-    def _publish(self, policy_dir: str):
-        """The policy's weights in the object store: loaded once per round, shared by every sampler."""
+    def _pool(self, role: str) -> Any:
+        """The campaign's sampler or scorer pool: started on first use and kept while the cluster has room
+        for the next stage's work too (see ``_make_room``)."""
+        from orchestration.actors import ActorPool, Resources, SamplerActor, ScorerActor, ScorerSpec
+
+        if role not in self._pools:
+            c = self.cfg
+            actor: type
+            args: tuple
+            if role == "samplers":
+                resources = Resources(c.cpus_per_sampler, c.gpus_per_sampler)
+                actor, size, args = SamplerActor, c.num_samplers, (self.project.sampling, resources)
+            else:
+                resources = Resources(c.cpus_per_scorer, c.gpus_per_scorer)
+                spec = ScorerSpec(self.evaluator_dir, self.project.evaluator, self.judge_dir,
+                                  self.project.judge if self.judge_dir else None)
+                actor, size, args = ScorerActor, c.num_scorers, (spec, resources)
+            self._make_room(size, resources.cpus, resources.gpus)
+            self._pools[role] = ActorPool(actor, size, args, resources, c.max_restarts, c.max_unit_retries, role)
+        return self._pools[role]
+
+    def _make_room(self, count: int, cpus: float, gpus: float) -> None:
+        """Stop the idle actor pools when the cluster lacks room for ``count`` actors or workers of ``cpus``
+        CPUs and ``gpus`` GPUs each.
+
+        Pools hold their resources while they live; on a laptop the samplers, the scorers and the DPO workers
+        cannot all fit at once, and Ray would wait for resources that never free up. On a cluster with room
+        for every role the pools stay up for the whole campaign.
+        """
+        from orchestration.ray_runtime import room_for
+
+        if self._pools and not room_for(count, cpus, gpus):
+            log.info("stopping the %s to make room for %d × (%.1f CPUs, %.1f GPUs)", " and ".join(self._pools),
+                     count, cpus, gpus)
+            self._stop_pools()
+
+    def _stop_pools(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
+
+    def _sample(self, specs: list[plan.SampleSpec], policy_dir: str, folder: Path) -> dict[str, Any]:
+        from orchestration.work_units import run_units
+
+        weights: list = []  # published when a unit needs them, once per stage
+
+        def payload(chunk: list[dict]) -> dict:
+            if not weights:
+                weights.append(self._publish(policy_dir))
+            return {"policy": weights, "specs": chunk}
+
+        rows, stats = run_units(folder, [s.to_dict() for s in specs], self.cfg.unit_size, "generate",
+                                lambda: self._pool("samplers"), payload)
+        atomic.write_jsonl(folder / SAMPLES_FILE, rows)
+        return {"samples": len(rows), **stats}
+
+    def _score(self, samples: Path, folder: Path) -> dict[str, Any]:
+        from orchestration.work_units import run_units
+
+        rows = [{k: s[k] for k in ("id", "prompt", "interleaved", "finished")}
+                for s in atomic.read_jsonl(samples / SAMPLES_FILE)]
+        scored, stats = run_units(folder, rows, self.cfg.unit_size, "score", lambda: self._pool("scorers"))
+        atomic.write_jsonl(folder / SCORES_FILE, scored)
+        return {"scored": len(scored), **stats}
+
+    def _publish(self, policy_dir: str) -> Any:
+        """The policy's weights in the object store: loaded once per stage, shared by every sampler."""
         import ray
 
         from models.config import load_model
@@ -164,183 +324,11 @@ class Campaign:
         model = load_model(policy_dir)
         return ray.put({"config": model.config.to_dict(), "state_dict": model.state_dict()})
 
-    def _run_units(self, folder: Path, items: list, kind: str, make_pool, wrap=None) -> tuple[list[dict], dict]:
-        """Run the units of ``items`` that have no file in ``folder/units`` yet, then merge all units."""
-        c = self.cfg
-        chunks = [items[i:i + c.unit_size] for i in range(0, len(items), c.unit_size)]
-        names = [f"unit-{i:04d}" for i in range(len(chunks))]
-        unit_dir = folder / "units"
-        unit_dir.mkdir(parents=True, exist_ok=True)
-        todo = [(n, ch) for n, ch in zip(names, chunks) if not (unit_dir / f"{n}.jsonl").is_file()]
-        if wrap:
-            todo = [(n, wrap(ch)) for n, ch in todo]
-        stats: dict[str, float] = {"units": len(chunks), "units_run": len(todo)}
-        if todo:
-            from tqdm import tqdm
-
-            pool = make_pool(len(todo))
-            bar = tqdm(total=len(todo), desc=kind, unit="unit", mininterval=2)
-
-            def done(name: str, rows: list[dict]) -> None:
-                atomic.write_jsonl(unit_dir / f"{name}.jsonl", rows)
-                bar.update(1)
-
-            try:
-                s = pool.run(todo, kind, done)
-            finally:
-                bar.close()
-                pool.shutdown()
-            stats.update({"actor_seconds": sum(s.busy_seconds), "pool_seconds": s.seconds,
-                          "retried_units": s.retried, "actor_failures": s.actor_failures})
-        rows = [r for n in names for r in atomic.read_jsonl(unit_dir / f"{n}.jsonl")]
-        return rows, stats
-
-    def _sampler_pool(self, n: int):
-        from orchestration.actors import ActorPool, SamplerActor
-
-        c = self.cfg
-        return ActorPool(SamplerActor, min(c.num_samplers, n),
-                         (to_dict(self.project.sampling), c.cpus_per_sampler, c.gpus_per_sampler),
-                         c.cpus_per_sampler, c.gpus_per_sampler, c.max_restarts, c.max_unit_retries, "samplers")
-
-    def _scorer_pool(self, n: int):
-        from orchestration.actors import ActorPool, ScorerActor
-
-        c = self.cfg
-        return ActorPool(ScorerActor, min(c.num_scorers, n),
-                         (self.evaluator_dir, self.judge_dir, c.cpus_per_scorer, c.gpus_per_scorer,
-                          self.project.evaluator.feature_batch_size, self.project.evaluator.plagiarism_cosine,
-                          self.project.evaluator.center_features, self.project.judge.center_features),
-                         c.cpus_per_scorer, c.gpus_per_scorer, c.max_restarts, c.max_unit_retries, "evaluators")
-
-    def sample(self, specs: list[plan.SampleSpec], policy_dir: str, folder: Path) -> dict:
-        weights: list = []  # published when a unit needs them, once per round
-
-        def unit(chunk: list[dict]) -> dict:
-            if not weights:
-                weights.append(self._publish(policy_dir))
-            return {"policy": weights, "specs": chunk}
-
-        rows, stats = self._run_units(folder, [s.to_dict() for s in specs], "generate", self._sampler_pool,
-                                      wrap=unit)
-        atomic.write_jsonl(folder / "samples.jsonl", rows)
-        return {"samples": len(rows), **stats}
-
-    def score(self, folder: Path, out: Path) -> dict:
-        samples = atomic.read_jsonl(folder / "samples.jsonl")
-        slim = [{k: s[k] for k in ("id", "prompt", "interleaved", "finished")} for s in samples]
-        rows, stats = self._run_units(out, slim, "score", self._scorer_pool)
-        atomic.write_jsonl(out / "scores.jsonl", rows)
-        return {"scored": len(rows), **stats}
-
-    # ------------------------------------------------------------------ round stages
-
-    def _round_dir(self, k: int) -> Path:
-        return self.out / f"round-{k:02d}"
-
-    def policy_dir(self, k: int) -> str:
-        return self.policy0 if k == 0 else str(self._round_dir(k) / "dpo" / "policy")
-
-    def _pairs(self, k: int) -> dict:
-        from pipelines.dpo.dataset import PairRecord, write_pairs
-        from pipelines.dpo.pairs import Candidate, build_pairs
-
-        d = self._round_dir(k)
-        samples = {s["id"]: s for s in atomic.read_jsonl(d / "samples" / "samples.jsonl")}
-        scores = atomic.read_jsonl(d / "scores" / "scores.jsonl")
-        candidates = [Candidate(s["id"], s["prompt"], s["clamp_score"], valid=bool(s["valid"]) and s["finished"],
-                                plagiarism=bool(s["plagiarism"]), staves_grouped=bool(s["staves_grouped"]))
-                      for s in scores]
-        pairs = build_pairs(candidates, self.project.dpo.select_portion, self.project.dpo.max_pairs_per_prompt,
-                            self.project.dpo.seed + k)
-        records = []
-        for p in pairs:
-            c, r = samples[p.chosen], samples[p.rejected]
-            prompt_text = "".join(c["text"].splitlines(keepends=True)[:3])
-            records.append(PairRecord(k, p.prompt, prompt_text, p.chosen, p.rejected, c["text"][len(prompt_text):],
-                                      r["text"][len(prompt_text):], p.chosen_score, p.rejected_score,
-                                      c["seed"], r["seed"]))
-        excluded = sum(1 for c in candidates if c.excluded)
-        write_pairs(d / "pairs.jsonl", records,
-                    {"round": k, "policy": self.policy_dir(k - 1), "evaluator": self.evaluator_dir,
-                     "select_portion": self.project.dpo.select_portion, "candidates": len(candidates),
-                     "excluded": excluded})
-        return {"pairs/count": len(records), "candidates/excluded": excluded,
-                "prompts_with_pairs": len({p.prompt for p in pairs})}
-
-    def _dpo(self, k: int) -> dict:
-        from ray.train import RunConfig
-        from ray.train.torch import TorchTrainer
-
-        from orchestration.dpo_worker import dpo_worker
-        from orchestration.ray_train import scaling
-
-        d = self._round_dir(k)
-        out = d / "dpo"
-        pairs = sum(1 for _ in open(d / "pairs.jsonl")) - 1
-        if pairs == 0:  # nothing to learn from: the policy carries over unchanged
-            log.warning("round %d: no pairs (every candidate excluded?); the policy is carried over", k)
-            atomic.write_dir(out / "policy", lambda tmp: shutil.copytree(self.policy_dir(k - 1), tmp,
-                                                                         dirs_exist_ok=True))
-            return {"pairs/count": 0}
-        reference = self.policy0 if self.project.dpo.reference == "initial" else None
-        payload = {"project": to_dict(self.project), "round": k, "out_dir": str(out),
-                   "pairs_file": str(d / "pairs.jsonl"), "policy_dir": self.policy_dir(k - 1),
-                   "reference_dir": reference, "tracking_uri": self.uri, "run_id": self._child(k)}
-        trainer = TorchTrainer(dpo_worker, train_loop_config=payload, scaling_config=scaling(self.project),
-                               run_config=RunConfig(name=f"dpo-round-{k:02d}", storage_path=str(self.out / "ray")))
-        trainer.fit()
-        summary = json.loads((out / "dpo_summary.json").read_text())
-        return {k2: v for k2, v in summary.items() if isinstance(v, (int, float))}
-
-    def _eval(self, k: int) -> dict:
-        d = self._round_dir(k)
-        specs = plan.eval_samples(self.prompts.heldout, k, self.cfg.eval_samples_per_prompt, self.cfg.seed)
-        t0 = time.perf_counter()
-        sampled = self.sample(specs, self.policy_dir(k), d / "eval" / "samples")
-        t1 = time.perf_counter()
-        scored = self.score(d / "eval" / "samples", d / "eval" / "scores")
-        t2 = time.perf_counter()
-        scores = atomic.read_jsonl(d / "eval" / "scores" / "scores.jsonl")
-        metrics = score_metrics(scores)
-        # diversity and FMD need only the reference features: no evaluator model, no actor
-        from evaluators.evaluator import Reference
-        from evaluators.guards import set_metrics
-
-        reference = Reference.load(Path(self.evaluator_dir) / "reference.npz")
-        if self.project.evaluator.center_features:  # sample features were centred the same way
-            reference, _ = reference.centred()
-        metrics.update(set_metrics(np.array([s["feature"] for s in scores], dtype=np.float32),
-                                   [s["prompt"] for s in scores], reference.features, reference.prompts))
-        metrics["round"] = k
-        if k > 0:
-            metrics.update(self._round_training_metrics(k))
-        atomic.write_json(d / "metrics.json", {"metrics": metrics, "per_prompt": per_prompt(scores),
-                                               "per_prompt_judge": per_prompt(scores, "judge_score")})
-        self._report_round(k, metrics, scores)
-        return {"clamp/mean": metrics["clamp/mean"], "sample_seconds": t1 - t0, "score_seconds": t2 - t1,
-                "sample_actor_seconds": sampled.get("actor_seconds", 0.0),
-                "score_actor_seconds": scored.get("actor_seconds", 0.0)}
-
-    def _round_training_metrics(self, k: int) -> dict[str, float]:
-        out: dict[str, float] = {}
-        cand = atomic.read_jsonl(self._round_dir(k) / "scores" / "scores.jsonl")
-        out.update({f"candidates/{k2.split('/')[1]}": v for k2, v in score_metrics(cand, "clamp").items()
-                    if k2.startswith("clamp/")})
-        out["candidates/validity_rate"] = sum(bool(s["valid"]) for s in cand) / max(1, len(cand))
-        pairs = self.markers.done(f"round-{k:02d}/pairs") or {}
-        dpo = self.markers.done(f"round-{k:02d}/dpo") or {}
-        out["pairs/count"] = float(pairs.get("pairs/count", 0))
-        for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "train_loss",
-                    "dpop/penalty", "logps/chosen", "logps/rejected"):
-            if key in dpo:
-                out[key if key != "train_loss" else "dpo/loss"] = float(dpo[key])
-        return out
-
     # ------------------------------------------------------------------ tracking
 
     def _child(self, k: int) -> str:
-        f = self._round_dir(k) / "run.json"
+        """Round k's MLflow child run (created once, its id kept in the round folder)."""
+        f = self.layout.run_file(k)
         if f.is_file():
             return json.loads(f.read_text())["run_id"]
         run_id = self.tracker.start_child(self.parent, f"round-{k:02d}", {"clampdpo.round": str(k)})
@@ -350,90 +338,43 @@ class Campaign:
     def _report_round(self, k: int, metrics: dict[str, float], heldout_scores: list[dict]) -> None:
         from pipelines.campaign.artifacts import best_and_worst, score_histogram
 
-        d = self._round_dir(k)
         child = self._child(k)
-        art = d / "artifacts"
+        art = self.layout.artifacts(k)
         series = {"held-out": [s["clamp_score"] for s in heldout_scores]}
-        samples = {s["id"]: s for s in atomic.read_jsonl(d / "eval" / "samples" / "samples.jsonl")}
+        samples = {s["id"]: s for s in atomic.read_jsonl(self.layout.eval_samples(k) / SAMPLES_FILE)}
         if k > 0:
-            cand = atomic.read_jsonl(d / "scores" / "scores.jsonl")
+            cand = atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE)
             series["candidates"] = [s["clamp_score"] for s in cand]
-            samples.update({s["id"]: s for s in atomic.read_jsonl(d / "samples" / "samples.jsonl")})
+            samples.update({s["id"]: s for s in atomic.read_jsonl(self.layout.samples(k) / SAMPLES_FILE)})
             best_and_worst(samples, cand, art / "candidates", self.cfg.best_worst_per_prompt)
         best_and_worst(samples, heldout_scores, art / "heldout", self.cfg.best_worst_per_prompt)
         score_histogram(series, art / "clamp_scores.png", f"round {k}")
         t = self.tracker
         t.log_metrics(child, metrics, k)
         t.log_metrics(self.parent, metrics, k)
-        t.log_artifact(child, d / "metrics.json")
+        t.log_artifact(child, self.layout.metrics(k))
         t.log_artifact(child, art, "artifacts")
-        if (d / "pairs.jsonl").is_file():
-            t.log_artifact(child, d / "pairs.jsonl", "pairs")
+        if self.layout.pairs(k).is_file():
+            t.log_artifact(child, self.layout.pairs(k), "pairs")
         rounds = self.state.setdefault("registered", {})
         if str(k) not in rounds:  # a resumed eval stage does not register the same policy twice
             version = t.register_policy(child, Path(self.policy_dir(k)), k)
             rounds[str(k)] = {"version": version, "clamp/mean": metrics["clamp/mean"]}
-            atomic.write_json(self.out / CAMPAIGN_FILE, self.state)
+            identity.write_state(self.layout.root, self.state)
         best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["clamp/mean"]) else r["clamp/mean"])
         t.set_best(best["version"])
         t.finish(child)
 
-    # ------------------------------------------------------------------ the whole campaign
-
-    def run(self) -> list[dict[str, float]]:
-        from orchestration.ray_train import ensure_ray
-
-        self._open()
-        status = "FAILED"
-        try:
-            self.corpus = Path(self._stage("corpus", self._corpus)["corpus"])
-            self.policy0 = self._stage("policy", self._policy)["policy"]
-            self.evaluator_dir = self._stage("evaluator", self._evaluator, "evaluator",
-                                             self.cfg.evaluator_from)["dir"]
-            self.judge_dir = self._stage("judge", self._judge)["dir"]
-            self._stage("prompts", self._prompts)
-            self.prompts = plan.Prompts.from_dict(json.loads((self.out / "prompts.json").read_text()))
-            ensure_ray(self.project.cluster.ray_address)
-            self._stage("round-00/eval", self._eval, 0)
-            for k in range(1, self.cfg.rounds + 1):
-                r = f"round-{k:02d}"
-                d = self._round_dir(k)
-                specs = plan.round_samples(self.prompts.train, k, self.cfg.samples_per_prompt, self.cfg.seed)
-                self._stage(f"{r}/sample", self.sample, specs, self.policy_dir(k - 1), d / "samples")
-                self._stage(f"{r}/score", self.score, d / "samples", d / "scores")
-                self._stage(f"{r}/pairs", self._pairs, k)
-                self._stage(f"{r}/dpo", self._dpo, k)
-                self._stage(f"{r}/eval", self._eval, k)
-            status = "FINISHED"
-        finally:
-            if hasattr(self, "tracker"):
-                self.tracker.finish(self.parent, status)
-        return load_rounds(self.out)
-
-
-def _comparable(config: dict) -> dict:
-    """A config without what may differ between a run and its resume (where it runs, where it lives)."""
-    out = json.loads(json.dumps(config))
-    out["cluster"].pop("ray_address", None)
-    out["campaign"].pop("out_dir", None)
-    for section in ("train", "evaluator", "judge"):
-        out[section].pop("out_dir", None)
-    out["tracking"].pop("tracking_uri", None)
-    return out
-
 
 def run_campaign(project: ProjectConfig, config_name: str = "") -> tuple[Path, list[dict[str, float]]]:
     campaign = Campaign(project, config_name)
-    rows = campaign.run()
-    return campaign.out, rows
+    return campaign.layout.root, campaign.run()
 
 
 def resume_campaign(out_dir: str | Path, ray_address: str | None = None) -> tuple[Path, list[dict[str, float]]]:
-    project, name = load_campaign_config(out_dir)
+    """Continue a campaign from its own saved config (optionally on another Ray cluster)."""
+    project, name = campaign_config(out_dir)
     if ray_address:
         project = replace(project, cluster=replace(project.cluster, ray_address=ray_address))
     project = replace(project, campaign=replace(project.campaign, out_dir=str(Path(out_dir).resolve())))
     return run_campaign(project, name)
-
-
-__all__ = ["Campaign", "run_campaign", "resume_campaign", "load_rounds", "format_table", "load_campaign_config"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from orchestration.tracking import flatten, use_experiment
+from base.tracking import flatten, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def _params(items: list[tuple[str, str]]):
     return [Param(k, v) for k, v in items]
 
 
-def _chunks(items, n: int):
+def _chunks(items: dict | list, n: int) -> Iterator[list]:
     items = list(items.items()) if isinstance(items, dict) else list(items)
     for i in range(0, len(items), n):
         yield items[i:i + n]

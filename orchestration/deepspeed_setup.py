@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from pipelines import atomic
+from base import atomic
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -34,12 +35,12 @@ def deepspeed_config(stage: int, micro_batch: int, grad_accum: int, world: int, 
     }
 
 
-def set_lr(engine, lr: float) -> None:
+def set_lr(engine: Any, lr: float) -> None:
     for group in engine.optimizer.param_groups:
         group["lr"] = lr
 
 
-def export_model(engine, out_dir: Path, is_main: bool) -> None:
+def export_model(engine: Any, out_dir: Path, is_main: bool) -> None:
     """Write the engine's weights as a ``save_pretrained`` folder (atomically); collective under ZeRO-3."""
     module = engine.module
     if engine.zero_optimization_stage() == 3:

@@ -12,6 +12,9 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
+
+from orchestration.workers import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -30,69 +33,54 @@ def dpo_deepspeed_config(stage: int, bf16: bool) -> dict:
     }
 
 
-def dpo_worker(payload: dict) -> None:
+def dpo_worker(loop_config: dict[str, Any]) -> None:
+    """The body of each Ray Train worker; ``loop_config["job"]`` is the driver's ``DPOJob``."""
     import datasets
     import ray.train
-    import ray.train.torch
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from transformers.utils import logging as hf_logging
 
+    from base import atomic
+    from base.tracking import MetricLogger
     from models.config import load_model
     from models.tokenizer import NotaGenTokenizer
     from orchestration.deepspeed_setup import use_bf16
-    from orchestration.sft_worker import _worker_logging
-    from orchestration.tracking import MetricLogger
-    from pipelines import atomic
-    from pipelines.config import ProjectConfig
     from pipelines.dpo.dataset import read_pairs
-    from pipelines.dpo.trainer import NotaGenDPOConfig, NotaGenDPOTrainer
-    from pipelines.typed_config import from_dict
+    from pipelines.dpo.trainer import NotaGenDPOTrainer, training_args
 
-    _worker_logging()
+    job = loop_config["job"]
+    ctx = WorkerContext.current()
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
-    project = from_dict(ProjectConfig, payload["project"])
-    cfg = project.dpo
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    main = rank == 0
-    out = Path(payload["out_dir"])
-    bf16 = use_bf16(project.cluster.precision, device)
+    cfg = job.dpo
+    out = Path(job.out_dir)
+    bf16 = use_bf16(job.precision, ctx.device)
 
-    torch.manual_seed(cfg.seed + payload["round"])
-    policy = load_model(payload["policy_dir"], dropout=cfg.dropout)
-    ref = load_model(payload["reference_dir"], dropout=0.0) if payload.get("reference_dir") else None
+    torch.manual_seed(cfg.seed + job.round)
+    policy = load_model(job.policy_dir, dropout=cfg.dropout)
+    ref = load_model(job.reference_dir, dropout=0.0) if job.reference_dir else None
     tokenizer = NotaGenTokenizer(patch_size=policy.config.patch_size)
     rows = [{"prompt": p.prompt_text, "chosen": p.chosen_text, "rejected": p.rejected_text}
-            for p in read_pairs(payload["pairs_file"])]
-    dataset = Dataset.from_list(rows)
-    steps_per_epoch = math.ceil(len(rows) / (cfg.batch_pairs * world * cfg.grad_accum))
-    args = NotaGenDPOConfig(
-        output_dir=str(out / "trainer"), loss_type=[cfg.loss_type], beta=cfg.beta, dpop_lambda=cfg.dpop_lambda,
-        learning_rate=cfg.lr, lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps,
-        num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_pairs,
-        gradient_accumulation_steps=cfg.grad_accum, max_grad_norm=cfg.grad_clip, weight_decay=cfg.weight_decay,
-        max_length=policy.config.patch_length * policy.config.patch_size,
-        precompute_ref_log_probs=True, precompute_ref_batch_size=cfg.batch_pairs,
-        logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed + payload["round"],
-        bf16=bf16, use_cpu=device.type == "cpu", disable_tqdm=not main,
-        deepspeed=dpo_deepspeed_config(cfg.zero_stage, bf16), dataloader_num_workers=0,
-    )
-    tracker = MetricLogger(payload["tracking_uri"], payload.get("run_id")) if main else None
+            for p in read_pairs(job.pairs_file)]
+    steps_per_epoch = math.ceil(len(rows) / (cfg.batch_pairs * ctx.world * cfg.grad_accum))
+    args = training_args(cfg, str(out / "trainer"), policy.config.patch_length * policy.config.patch_size,
+                         cfg.seed + job.round, bf16=bf16, use_cpu=ctx.device.type == "cpu",
+                         deepspeed=dpo_deepspeed_config(cfg.zero_stage, bf16), progress=ctx.main)
+    tracker = MetricLogger(job.tracking_uri, job.run_id) if ctx.main else None
 
     class ToMLflow(TrainerCallback):
-        def on_log(self, _args, state, _control, logs=None, **_):
+        def on_log(self, _args: Any, state: Any, _control: Any, logs: dict | None = None, **_: Any) -> None:
             if tracker and logs:
                 tracker.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, state.global_step)
 
     # datasets fingerprints TRL's map functions with dill, whose bytecode listing leaks to a Ray worker's
     # stdout (it only means to capture it); keep it out of the driver's console
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = NotaGenDPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=dataset,
-                                    processing_class=tokenizer, callbacks=[ToMLflow()])
+        trainer = NotaGenDPOTrainer(model=policy, ref_model=ref, args=args, dpop_lambda=cfg.dpop_lambda,
+                                    train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                    callbacks=[ToMLflow()])
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
@@ -101,13 +89,13 @@ def dpo_worker(payload: dict) -> None:
     first = history[0] if history else {}
 
     state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective under ZeRO-3
-    if main:
+    if ctx.main:
         state = {k: v.detach().float().cpu() for k, v in state.items()}
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
         atomic.write_dir(out / "policy", lambda tmp: model.save_pretrained(tmp, state_dict=state))
         summary = {"pairs": len(rows), "steps": trainer.state.global_step, "steps_per_epoch": steps_per_epoch,
-                   "train_loss": result.training_loss, "seconds": seconds, "world_size": world,
-                   "device": str(device), "bf16": bf16,
+                   "train_loss": result.training_loss, "seconds": seconds, "world_size": ctx.world,
+                   "device": str(ctx.device), "bf16": bf16,
                    **{f"first/{k}": v for k, v in first.items() if isinstance(v, (int, float))},
                    **{k: v for k, v in last.items() if isinstance(v, (int, float))}}
         atomic.write_json(out / "dpo_summary.json", summary)

@@ -1,4 +1,8 @@
-"""Launch DeepSpeed training on Ray Train workers (local Ray on a laptop, or an existing cluster)."""
+"""Training on Ray Train workers with DeepSpeed: SFT of the decoder, and one DPO round of a campaign.
+
+The driver side: it checks what it can before starting workers, builds the typed job each worker reads
+(``SFTJob`` / ``DPOJob``), runs the worker group and reads back the summary rank 0 wrote.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +12,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import atomic
-from pipelines.config import ProjectConfig
-from pipelines.typed_config import to_dict
+from base import atomic
+from base.typed_config import to_dict
+from orchestration.config import ProjectConfig
+from orchestration.ray_runtime import ensure_ray, torch_trainer
+from pipelines.dpo.config import DPORoundConfig
 
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to ``address`` (an existing cluster) or start a local Ray once per process."""
-    import ray
+@dataclass(frozen=True)
+class SFTJob:
+    """What every SFT worker needs (``sft_worker``)."""
 
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        # address="local": a new Ray in this process, even where `ray start` left a cluster address behind
-        # (plain ray.init() would join that cluster, or wait for it when it is gone)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
-                 runtime_env={"worker_process_setup_hook": "orchestration.ray_train.quiet_worker_logs"})
+    project: ProjectConfig
+    out_dir: str
+    corpus: str
+    tracking_uri: str
+    run_id: str
 
 
-# Without a dashboard (a local Ray started here has none) Ray Train's placement-group cleaner cannot
-# reach the state API and warns about it every second for the whole run.
-NOISY_LOGGERS = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
+@dataclass(frozen=True)
+class DPOJob:
+    """What every DPO worker of round ``round`` needs (``dpo_worker``)."""
 
-
-def quiet_worker_logs() -> None:
-    """Runs in every worker process of a local Ray (``worker_process_setup_hook``)."""
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def resolve_gpu(setting: str) -> bool:
-    import ray
-
-    if setting == "no":
-        return False
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    if setting == "yes" and not has_gpu:
-        raise RuntimeError("cluster.use_gpu is 'yes' but the Ray cluster has no GPUs")
-    return has_gpu
-
-
-def scaling(project: ProjectConfig):
-    from ray.train import ScalingConfig
-
-    use_gpu = resolve_gpu(project.cluster.use_gpu)
-    return ScalingConfig(num_workers=project.cluster.num_workers, use_gpu=use_gpu,
-                         resources_per_worker={"CPU": project.cluster.cpus_per_worker,
-                                               **({"GPU": 1} if use_gpu else {})})
+    dpo: DPORoundConfig
+    precision: str
+    round: int
+    out_dir: str
+    pairs_file: str
+    policy_dir: str
+    reference_dir: str | None  # None: the policy the round starts from
+    tracking_uri: str
+    run_id: str | None
 
 
 @dataclass
@@ -70,15 +56,18 @@ class SFTResult:
     run_id: str | None
 
 
+def _fit(worker: Any, job: SFTJob | DPOJob, project: ProjectConfig, name: str, storage: Path) -> None:
+    ensure_ray(project.cluster.ray_address)
+    torch_trainer(worker, {"job": job}, project.cluster, name, str(storage)).fit()
+
+
 def run_sft(project: ProjectConfig, config_name: str = "") -> SFTResult:
     """Train the decoder on the corpus per ``project.train``; returns where the model is and its metrics."""
     import mlflow
-    from ray.train import RunConfig
-    from ray.train.torch import TorchTrainer
 
+    from base.tracking import flatten, tracking_uri, use_experiment
     from models.patchilizer import Patchilizer
     from orchestration.sft_worker import sft_worker
-    from orchestration.tracking import flatten, tracking_uri, use_experiment
     from pipelines.data.build import ensure_corpus
     from pipelines.train.sft import PatchBatches, load_split, unigram_bits
 
@@ -109,13 +98,7 @@ def run_sft(project: ProjectConfig, config_name: str = "") -> SFTResult:
             mlflow.set_tags({"clampdpo.stage": "sft", "clampdpo.config": config_name})
         mlflow.log_metric("baseline/unigram_bpc", baseline)
         atomic.write_json(state_file, {"run_id": run.info.run_id})
-
-        ensure_ray(project.cluster.ray_address)
-        payload = {"project": to_dict(project), "out_dir": str(out), "corpus": str(corpus),
-                   "tracking_uri": uri, "run_id": run.info.run_id}
-        trainer = TorchTrainer(sft_worker, train_loop_config=payload, scaling_config=scaling(project),
-                               run_config=RunConfig(name="sft", storage_path=str(out / "ray")))
-        trainer.fit()
+        _fit(sft_worker, SFTJob(project, str(out), str(corpus), uri, run.info.run_id), project, "sft", out / "ray")
         summary = json.loads((out / "sft_summary.json").read_text())
         summary["baseline/unigram_bpc"] = baseline
         atomic.write_json(out / "sft_summary.json", summary)
@@ -124,3 +107,11 @@ def run_sft(project: ProjectConfig, config_name: str = "") -> SFTResult:
     finally:
         mlflow.end_run()
     return SFTResult(out, out / "model", summary, baseline, run.info.run_id)
+
+
+def run_dpo(project: ProjectConfig, job: DPOJob, storage: Path) -> dict[str, Any]:
+    """One DPO round on Ray Train workers; returns the summary rank 0 wrote (``dpo_summary.json``)."""
+    from orchestration.dpo_worker import dpo_worker
+
+    _fit(dpo_worker, job, project, f"dpo-round-{job.round:02d}", storage)
+    return json.loads((Path(job.out_dir) / "dpo_summary.json").read_text())

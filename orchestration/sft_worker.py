@@ -10,79 +10,45 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from orchestration.workers import WorkerContext
 
 log = logging.getLogger(__name__)
 
 
-def _all_reduce(values: list[float], device: torch.device, world: int) -> list[float]:
-    if world == 1:
-        return values
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _evaluate(engine, batches: list, device, rank: int, world: int) -> dict[str, float]:
-    model = engine.module
-    model.eval()
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for patches, mask in batches[rank::world]:
-            out = engine(patches=patches.to(device), patch_mask=mask.to(device))
-            count = int(((patches[:, 1:] != 0) & mask[:, 1:, None].bool()).sum())
-            total += float(out.loss) * count
-            n += count
-    model.train()
-    total, n = _all_reduce([total, float(n)], device, world)
-    loss = total / max(1.0, n)
-    return {"eval/loss": loss, "eval/bpc": loss / math.log(2)}
-
-
-def _worker_logging() -> None:
-    # Ray's worker processes leave the root logger at WARNING; our progress lines go to the driver's console
-    ours = logging.getLogger("orchestration")
-    if not ours.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-        ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
-        ours.propagate = False
-
-
-def sft_worker(payload: dict) -> None:
+def sft_worker(loop_config: dict[str, Any]) -> None:
+    """The body of each Ray Train worker; ``loop_config["job"]`` is the driver's ``SFTJob``."""
     import deepspeed
     import ray.train
-    import ray.train.torch
     from tqdm import tqdm
 
+    from base import atomic
+    from base.tracking import MetricLogger
     from models.patchilizer import Patchilizer
-    from orchestration.deepspeed_setup import (deepspeed_config, export_model, prune_checkpoints, set_lr,
-                                               use_bf16)
-    from orchestration.tracking import MetricLogger
-    from pipelines import atomic
-    from pipelines.config import ProjectConfig
-    from pipelines.train.sft import PatchBatches, load_split, lr_at
-    from pipelines.typed_config import from_dict
+    from orchestration.deepspeed_setup import deepspeed_config, export_model, prune_checkpoints, set_lr, use_bf16
+    from pipelines.train.sft import PatchBatches, eval_metrics, eval_sums, load_split, lr_at, scored_chars
 
-    _worker_logging()
-    project = from_dict(ProjectConfig, payload["project"])
-    cfg, cluster = project.train, project.cluster
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    main = rank == 0
-    out = Path(payload["out_dir"])
+    job = loop_config["job"]
+    ctx = WorkerContext.current()
+    cfg, cluster = job.project.train, job.project.cluster
+    rank, world, device, main = ctx.rank, ctx.world, ctx.device, ctx.main
+    out = Path(job.out_dir)
     ckpt_dir = out / "checkpoints"
 
+    def evaluate() -> dict[str, float]:
+        engine.module.eval()
+        total, n = eval_sums(lambda p, m: engine(patches=p, patch_mask=m).loss, eval_batches[rank::world], device)
+        engine.module.train()
+        return eval_metrics(*ctx.all_reduce([total, float(n)]))
+
     torch.manual_seed(cfg.seed)
-    model = project.model.build()
+    model = job.project.model.build()
     patchilizer = Patchilizer(patch_size=model.config.patch_size, patch_length=model.config.patch_length)
-    train = PatchBatches(load_split(payload["corpus"], "train"), patchilizer, cfg.seed)
-    eval_set = PatchBatches(load_split(payload["corpus"], "eval"), patchilizer, cfg.seed)
+    train = PatchBatches(load_split(job.corpus, "train"), patchilizer, cfg.seed)
+    eval_set = PatchBatches(load_split(job.corpus, "eval"), patchilizer, cfg.seed)
     eval_batches = list(eval_set.eval_batches(cfg.batch_pieces, cfg.eval_pieces))
 
     bf16 = use_bf16(cluster.precision, device)
@@ -97,7 +63,7 @@ def sft_worker(payload: dict) -> None:
         if main:
             log.info("resumed from %s at step %d", ckpt_dir, step)
 
-    tracker = MetricLogger(payload["tracking_uri"], payload["run_id"]) if main else None
+    tracker = MetricLogger(job.tracking_uri, job.run_id if main else None)  # a no-op on the other ranks
     bar = tqdm(total=cfg.max_steps, initial=step, desc="sft", unit="step", disable=not main, mininterval=2)
     budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     metrics: dict[str, float] = {}
@@ -112,16 +78,16 @@ def sft_worker(payload: dict) -> None:
             out_ = engine(patches=patches.to(device), patch_mask=mask.to(device))
             engine.backward(out_.loss)
             engine.step()
-            chars = int(((patches[:, 1:] != 0) & mask[:, 1:, None].bool()).sum())
+            chars = int(scored_chars(patches, mask).numel())
             window_loss += float(out_.loss.detach()) * chars
             window_chars += chars
         step += 1
         bar.update(1)
         elapsed = time.perf_counter() - start
-        out_of_time = _all_reduce([float(elapsed >= budget)], device, world)[0] > 0
+        out_of_time = ctx.all_reduce([float(elapsed >= budget)])[0] > 0
         last = step == cfg.max_steps or out_of_time
         if step % cfg.log_every == 0 or last:
-            loss_sum, char_sum = _all_reduce([window_loss, float(window_chars)], device, world)
+            loss_sum, char_sum = ctx.all_reduce([window_loss, float(window_chars)])
             seconds = time.perf_counter() - window_start
             metrics = {"train/loss": loss_sum / max(1.0, char_sum), "train/lr": lr,
                        "train/chars_per_sec": char_sum / max(seconds, 1e-9), "train/elapsed_s": elapsed}
@@ -131,7 +97,7 @@ def sft_worker(payload: dict) -> None:
                 bar.set_postfix(loss=f"{metrics['train/loss']:.3f}")
             window_loss, window_chars, window_start = 0.0, 0, time.perf_counter()
         if step % cfg.eval_every == 0 or last:
-            ev = _evaluate(engine, eval_batches, device, rank, world)
+            ev = evaluate()
             metrics.update(ev)
             if main:
                 tracker.log(ev, step)

@@ -1,10 +1,36 @@
-"""Shared fixtures: small real scores written by the tests themselves (no downloads)."""
+"""Shared test data: small real scores, pieces and corpora written by the tests themselves (no downloads).
+
+Test modules import the constants and builders from here; nothing else is shared between test modules.
+"""
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 import pytest
+import yaml
+
+# ---------------------------------------------------------------------------- test order
+
+# The files that wait longest on Ray, DeepSpeed and subprocess start-up, longest first. Run first, they overlap
+# with the many quick files on the other worker (pytest -n 2 --dist loadfile) instead of ending the run alone.
+SLOW_FIRST = ("test_campaign.py", "test_two_nodes.py", "test_driver_kill.py", "test_sft_launch.py", "test_cli.py",
+              "test_actors.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(SLOW_FIRST)))
+
+
+# ---------------------------------------------------------------------------- pieces in NotaGen form
+
+# A two-voice chorale and a folk tune in NotaGen's training form (prompt lines, then interleaved bars).
+PIECE = ("%Baroque\n%Bach, Johann Sebastian\n%Choral\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
+         "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|[V:2]D,4 C,4|\n[V:1]B4 A4|[V:2]G,4 D,4|\n[V:1]G8|][V:2]G,,8|]\n")
+FOLK = "%Romantic\n%Traditional\n%Keyboard\nL:1/8\nM:6/8\nK:D\nV:1 treble\n[V:1]|:DFA dfa|\n[V:1]gfe d3:|\n"
 
 
 def musicxml(parts: list[tuple[str, list[list[str]]]], title: str = "Test piece", composer: str = "Test Composer",
@@ -77,3 +103,160 @@ def score_dir(tmp_path: Path) -> Path:
         "=2\t=2\n4g\t4b\n4a\t4cc\n4b\t4dd\n4cc\t4ee\n=3\t=3\n4g\t4e\n4e\t4c\n2c\t2C\n"
         "=4\t=4\n4c\t4e\n4d\t4f\n2e\t2g\n==\t==\n*-\t*-\n")
     return d
+
+
+# ---------------------------------------------------------------------------- small corpora of clear styles
+
+STYLES = {
+    # style: (period, composer, instrumentation)
+    "jig": ("Folk", "Traditional, Irish", "Solo melody"),
+    "reel": ("Folk", "Traditional, Scottish", "Solo melody"),
+    "chorale": ("Baroque", "Bach, Johann Sebastian", "Chorus"),
+}
+
+
+def jig(rng: random.Random, bars: int) -> str:
+    body = [f"[V:1]{rng.choice(['DFA', 'AFD', 'dfa'])} {rng.choice(['d3', 'f3', 'gfe'])}|\n" for _ in range(bars)]
+    return "L:1/8\nM:6/8\nK:D\nV:1 treble\n" + "".join(body)
+
+
+def reel(rng: random.Random, bars: int) -> str:
+    body = [f"[V:1]{rng.choice(['GABc', 'dcBA', 'GBdB'])} {rng.choice(['d2B2', 'c2A2', 'G4'])}|\n"
+            for _ in range(bars)]
+    return "L:1/8\nM:4/4\nK:G\nV:1 treble\n" + "".join(body)
+
+
+def chorale(rng: random.Random, bars: int) -> str:
+    body = [f"[V:1]{' '.join(rng.choice(['G2', 'A2', 'B2', 'c2', 'd2']) for _ in range(4))}|"
+            f"[V:2]{rng.choice(['G,8', 'D,8', 'C,8'])}|\n" for _ in range(bars)]
+    return "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(body)
+
+
+MAKERS = {"jig": jig, "reel": reel, "chorale": chorale}
+
+
+def write_corpus(root: Path, bars: dict[str, tuple[int, int]], per_style: int, eval_per_style: int,
+                 seed: int = 0) -> Path:
+    """A built corpus as ``data build`` writes it: interleaved/ (CLaMP-ready), train/ (NotaGen form with the
+    prompt lines), train.jsonl and eval.jsonl. ``bars`` names the styles and each one's range of bar counts;
+    the last ``eval_per_style`` pieces of each style are the eval split. Piece ids are style + index."""
+    rng = random.Random(seed)
+    for d in ("train", "interleaved"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[dict]] = {"train": [], "eval": []}
+    for i in range(per_style):
+        for style, (low, high) in bars.items():
+            period, composer, inst = STYLES[style]
+            pid = f"{style}{i:02d}"
+            body = MAKERS[style](rng, rng.randint(low, high))
+            (root / "interleaved" / f"{pid}.abc").write_text(body)
+            (root / "train" / f"{pid}.abc").write_text(f"%{period}\n%{composer}\n%{inst}\n{body}")
+            row = {"id": pid, "path": f"train/{pid}.abc", "prompt": f"{period}_{composer}_{inst}",
+                   "period": period, "composer": composer, "instrumentation": inst, "title": f"{style} {i}"}
+            splits["eval" if i >= per_style - eval_per_style else "train"].append(row)
+    for split, rows in splits.items():
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def two_style_corpus(root: Path, n: int = 16) -> Path:
+    """Chorales and Irish jigs of varied lengths: what an evaluator must tell apart."""
+    return write_corpus(root, {"chorale": (6, 10), "jig": (8, 12)}, per_style=n, eval_per_style=3)
+
+
+def campaign_corpus(root: Path) -> Path:
+    """Three prompts (jigs, reels, chorales) with enough pieces each for a campaign's centroids."""
+    return write_corpus(root, {"jig": (6, 6), "reel": (6, 6), "chorale": (5, 5)}, per_style=14, eval_per_style=3)
+
+
+def campaign_config(tmp: Path, corpus: Path, out: Path, **campaign: object) -> Path:
+    """A YAML config for a campaign of tiny everything (seconds per stage on 2 cores)."""
+    evaluator = {"size": "tiny", "train_patches": 32, "pretrain_steps": 10, "contrastive_steps": 20,
+                 "batch_size": 8, "eval_every": 20, "log_every": 10, "min_prompt_pieces": 3, "dropout": 0.0,
+                 "plagiarism_cosine": None}
+    cfg = {
+        "data": {"out_dir": str(corpus)},
+        "model": {"size": "tiny", "hidden_size": 64, "patch_num_layers": 1, "char_num_layers": 1,
+                  "patch_length": 64, "dropout": 0.0},
+        "train": {"max_steps": 80, "batch_pieces": 8, "lr": 3e-3, "warmup_steps": 5, "eval_every": 40,
+                  "save_every": 80, "log_every": 20, "eval_pieces": 8},
+        "cluster": {"num_workers": 1, "cpus_per_worker": 1},
+        "sampling": {"max_patches": 48, "batch_size": 8},
+        "evaluator": {**evaluator, "subset": "even"},
+        "judge": {**evaluator, "subset": "odd", "seed": 1},
+        "dpo": {"select_portion": 0.25, "lr": 1e-4, "epochs": 1, "batch_pairs": 2, "max_pairs_per_prompt": 4},
+        "campaign": {"out_dir": str(out), "rounds": 1, "heldout_keys": ["Folk_Traditional, Scottish_Solo melody"],
+                     "min_prompt_pieces": 5, "samples_per_prompt": 8, "eval_samples_per_prompt": 4,
+                     "unit_size": 4, "cpus_per_sampler": 1, "cpus_per_scorer": 1, **campaign},
+    }
+    path = tmp / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# ---------------------------------------------------------------------------- published checkpoint layouts
+
+
+def notagen_layout(cfg):  # noqa: ANN001, ANN201 (torch types, imported lazily)
+    """A module with NotaGen's parameter names and shapes (``NotaGenLMHeadModel``), built from transformers'
+    GPT-2 classes: the layout of a published NotaGen checkpoint."""
+    import torch
+    from transformers import GPT2LMHeadModel, GPT2Model
+
+    layout = torch.nn.Module()
+    layout.patch_level_decoder = torch.nn.Module()
+    layout.patch_level_decoder.patch_embedding = torch.nn.Linear(16 * 128, cfg.hidden_size)
+    layout.patch_level_decoder.base = GPT2Model(cfg.patch_config())
+    layout.char_level_decoder = torch.nn.Module()
+    layout.char_level_decoder.base = GPT2LMHeadModel(cfg.char_config())
+    return layout
+
+
+# ---------------------------------------------------------------------------- trained tiny parts of a campaign
+
+TINY_MODEL = {"hidden_size": 64, "patch_num_layers": 1, "char_num_layers": 1, "patch_length": 64, "dropout": 0.0}
+
+
+@pytest.fixture(scope="session")
+def tiny_parts(tmp_path_factory):  # noqa: ANN201
+    """A campaign corpus, a tiny policy trained on it for 80 steps and a tiny evaluator: the parts a campaign
+    test needs when what it checks is the orchestration, not the training (which test_campaign's smoke run
+    and test_sft_launch check through the real stack). The policy is trained here with plain torch, in a few
+    seconds, so that its candidates are valid music often enough to make pairs."""
+    import torch
+
+    from evaluators.config import EvaluatorConfig
+    from evaluators.train import train_evaluator
+    from models.notagen import NotaGenConfig, NotaGenForCausalLM
+    from models.patchilizer import Patchilizer
+    from pipelines.train.sft import PatchBatches, load_split
+
+    tmp = tmp_path_factory.mktemp("parts")
+    corpus = campaign_corpus(tmp / "corpus")
+    torch.manual_seed(0)
+    model = NotaGenForCausalLM(NotaGenConfig(**TINY_MODEL))
+    batches = PatchBatches(load_split(corpus, "train"), Patchilizer(patch_length=64), seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(80):
+        loss, _ = model.patch_loss(*batches.micro_batch(step, 0, 0, 1, 8, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(tmp / "policy")
+    train_evaluator(EvaluatorConfig(out_dir=str(tmp / "evaluator"), pretrain_steps=10, contrastive_steps=20,
+                                    batch_size=8, train_patches=32, min_prompt_pieces=3, dropout=0.0), corpus)
+    return {"tmp": tmp, "corpus": corpus, "policy": tmp / "policy", "evaluator": tmp / "evaluator"}
+
+
+def planned_samples(policy: Path, specs: list, max_patches: int = 48) -> list[str]:
+    """The texts the plan's specs ask for, generated in this process with one thread (as each sampler actor
+    runs): an oracle independent of the campaign's actors and work units."""
+    import torch
+
+    from models.notagen import NotaGenForCausalLM
+    from models.sampling import Sampler
+    from models.sampling_config import SamplingConfig
+
+    torch.set_num_threads(1)
+    sampler = Sampler(NotaGenForCausalLM.from_pretrained(policy), SamplingConfig(max_patches=max_patches, batch_size=8))
+    return [s.text for s in sampler.generate([list(s.lines) for s in specs], [s.seed for s in specs])]

@@ -7,8 +7,9 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from pipelines import atomic
+from base import atomic
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ def abc_to_midi(interleaved: str) -> bytes | None:
     """MIDI of an interleaved piece (via standard ABC → MusicXML → music21); None when it does not convert."""
     import tempfile
 
-    from pipelines.data.roundtrip import parse_interleaved
+    from base.abc.score import parse_interleaved
 
     try:
         score = parse_interleaved(interleaved)
@@ -76,7 +77,7 @@ def score_histogram(series: dict[str, list[float]], path: Path, title: str) -> P
     return write_png(fig, path)
 
 
-def write_png(fig, path: str | Path) -> Path:
+def write_png(fig: Any, path: str | Path) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
     import io
 

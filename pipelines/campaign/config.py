@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pipelines.typed_config import check, option
+from base.typed_config import check, option
 
 
 @dataclass
@@ -49,7 +49,7 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         check(self.rounds >= 0, "rounds", f"must be ≥ 0, got {self.rounds}")
         check(self.train_prompts >= 0, "train_prompts", f"must be ≥ 0, got {self.train_prompts}")
-        check(self.heldout_prompts >= 1 or self.heldout_keys, "heldout_prompts",
+        check(self.heldout_prompts >= 1 or bool(self.heldout_keys), "heldout_prompts",
               f"must be ≥ 1, got {self.heldout_prompts}")
         check(self.min_prompt_pieces >= 1, "min_prompt_pieces", "must be ≥ 1")
         check(self.samples_per_prompt >= 2, "samples_per_prompt",

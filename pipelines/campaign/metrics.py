@@ -57,10 +57,37 @@ def per_prompt(scores: list[dict], key: str = "clamp_score") -> dict[str, float]
     return {p: float(np.mean(v)) for p, v in sorted(by.items())}
 
 
+DPO_KEYS = {"rewards/chosen": "rewards/chosen", "rewards/rejected": "rewards/rejected",
+            "rewards/margins": "rewards/margins", "rewards/accuracies": "rewards/accuracies", "train_loss": "dpo/loss",
+            "dpop/penalty": "dpop/penalty", "logps/chosen": "logps/chosen", "logps/rejected": "logps/rejected"}
+
+
+def eval_metrics(scores: list[dict], ref_features: np.ndarray, ref_prompts: list[str]) -> dict[str, float]:
+    """A round's evaluation: score statistics and guard rates of the held-out samples, plus their diversity
+    and Fréchet distance to the ground truth of their prompts (features in the evaluator's scoring space)."""
+    from evaluators.guards import set_metrics
+
+    out = score_metrics(scores)
+    features = np.array([s["feature"] for s in scores], dtype=np.float32).reshape(len(scores), -1)
+    out.update(set_metrics(features, [s["prompt"] for s in scores], ref_features, ref_prompts))
+    return out
+
+
+def training_metrics(candidate_scores: list[dict], pairs: dict, dpo: dict) -> dict[str, float]:
+    """What round k trained on and how DPO went: the candidates' CLaMP statistics and validity, the pair
+    count (from the pairs stage's record) and the DPO summary's metrics under stable names."""
+    out = {f"candidates/{k.split('/')[1]}": v for k, v in _stats([s["clamp_score"] for s in candidate_scores],
+                                                                 "clamp").items()}
+    out["candidates/validity_rate"] = sum(bool(s["valid"]) for s in candidate_scores) / max(1, len(candidate_scores))
+    out["pairs/count"] = float(pairs.get("pairs/count", 0))
+    out.update({name: float(dpo[key]) for key, name in DPO_KEYS.items() if key in dpo})
+    return out
+
+
 def format_table(rows: list[dict[str, float]], label: str = "round") -> str:
     """Rounds × metrics as aligned text; a missing metric prints as '-'."""
     headers = [label] + [h for _, h, _ in TABLE]
-    lines = []
+    lines: list[list[str]] = []
     for row in rows:
         cells = [str(int(row.get("round", len(lines))))]
         for key, _, fmt in TABLE:

@@ -7,12 +7,13 @@ for exactly the same samples, and a lost work unit is regenerated identically.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from base.abc.interleave import prompt_lines
+from base.corpus import SPLITS, split_rows
 from pipelines.campaign.config import CampaignConfig
 
 
@@ -43,7 +44,7 @@ class Prompts:
         return {"train": [asdict(p) for p in self.train], "heldout": [asdict(p) for p in self.heldout]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Prompts":
+    def from_dict(cls, data: dict) -> Prompts:
         def spec(d: dict) -> PromptSpec:
             return PromptSpec(d["key"], tuple(d["lines"]), int(d["pieces"]))
 
@@ -52,19 +53,12 @@ class Prompts:
 
 def corpus_prompts(corpus: str | Path) -> dict[str, tuple[tuple[str, ...], int]]:
     """Prompt key → (its three prompt lines, ground-truth pieces) over both splits of a built corpus."""
-    from pipelines.data.interleave import prompt_lines
-
     counts: Counter = Counter()
     lines: dict[str, tuple[str, ...]] = {}
-    for split in ("train", "eval"):
-        index = Path(corpus) / f"{split}.jsonl"
-        if not index.is_file():
-            raise FileNotFoundError(f"{index} not found: build the corpus first (clampdpo data build)")
-        for raw in index.read_text(encoding="utf-8").splitlines():
-            if raw.strip():
-                row = json.loads(raw)
-                counts[row["prompt"]] += 1
-                lines[row["prompt"]] = tuple(prompt_lines(row["period"], row["composer"], row["instrumentation"]))
+    for split in SPLITS:
+        for row in split_rows(corpus, split):
+            counts[row["prompt"]] += 1
+            lines[row["prompt"]] = tuple(prompt_lines(row["period"], row["composer"], row["instrumentation"]))
     return {k: (lines[k], n) for k, n in counts.items()}
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines import atomic
+from base import atomic
 
 
 class Markers:
@@ -29,12 +29,6 @@ class Markers:
     def mark(self, stage: str, info: dict[str, Any] | None = None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic.write_json(self.path(stage), {"stage": stage, "finished_at": time.time(), **(info or {})})
-
-    def all(self) -> list[dict[str, Any]]:
-        if not self.dir.is_dir():
-            return []
-        rows = [json.loads(p.read_text()) for p in self.dir.glob("*.json")]
-        return sorted(rows, key=lambda r: r["finished_at"])
 
 
 def round_stages(round_: int) -> list[str]:

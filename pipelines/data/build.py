@@ -24,18 +24,16 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tqdm import tqdm
 
-from pipelines import atomic
-from pipelines.data.clean import CleaningError, bar_durations_aligned, clean_standard_abc
-from pipelines.data.config import DataConfig
-from pipelines.data.convert import ConversionError, to_standard_abc
-from pipelines.data.interleave import (
+from base import atomic
+from base.abc.interleave import (
     AUGMENTATION_KEYS,
     InterleaveError,
     body_lines,
@@ -46,7 +44,11 @@ from pipelines.data.interleave import (
     unclosed_bars,
     voice_ids,
 )
-from pipelines.data.metadata import MetadataOverrides, Prompt, header_facts, infer_prompt
+from base.abc.score import bar_durations_aligned
+from pipelines.data.clean import CleaningError, clean_standard_abc
+from pipelines.data.config import DataConfig
+from pipelines.data.convert import ConversionError, to_standard_abc
+from pipelines.data.metadata import MetadataOverrides, header_facts, infer_prompt
 from pipelines.data.sources import Reject, SourceItem, enumerate_sources
 from pipelines.data.split import assign_splits
 
@@ -60,11 +62,14 @@ def pipeline_fingerprint() -> str:
     """Identifies the conversion code and tools, so the cache never serves output of an older pipeline."""
     from importlib import metadata
 
-    from pipelines.data import clean, convert, interleave, metadata as meta_module, sources
+    from base.abc import convert as abc_convert
+    from base.abc import interleave
+    from pipelines.data import clean, convert, sources
+    from pipelines.data import metadata as meta_module
 
     h = hashlib.sha256(PIPELINE_VERSION.encode())
-    for module in (sources, convert, clean, interleave, meta_module):
-        h.update(Path(module.__file__).read_bytes())
+    for module in (sources, convert, abc_convert, clean, interleave, meta_module):
+        h.update(Path(str(module.__file__)).read_bytes())
     for dist in ("abctoolkit", "music21"):
         try:
             h.update(f"{dist}={metadata.version(dist)}".encode())

@@ -95,15 +95,3 @@ def voice_bar_counts(lines: list[str]) -> dict[str, int]:
     except Exception as err:
         raise CleaningError(f"cannot split voices into bars: {type(err).__name__}: {err}") from None
     return {v: len(b) for v, b in bars.items()}
-
-
-def bar_durations_aligned(lines: list[str]) -> bool:
-    """abctoolkit's check that every bar lasts as long in every voice (NotaGen's alignment check)."""
-    from abctoolkit.check import check_alignment_unrotated
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            _, bar_no_equal, bar_dur_equal = check_alignment_unrotated(list(lines))
-    except Exception:
-        return False
-    return bool(bar_no_equal and bar_dur_equal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pipelines.typed_config import check, option
+from base.typed_config import check, option
 
 # Collections of music21's bundled corpus that hold scores (not analyses). Essen's 8,500 folk songs
 # are left out of the default so that folk melodies don't swamp the multi-voice classical prompts;

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from unidecode import unidecode
 
-from pipelines.typed_config import ConfigError
+from base.typed_config import ConfigError
 
 PERIODS = ("Medieval", "Renaissance", "Baroque", "Classical", "Romantic", "Modern", "Folk", "Unknown")
 
@@ -162,9 +162,7 @@ def infer_prompt(composer_field: str | None, part_names: list[str], n_voices: in
         return Prompt("Folk", composer, instrumentation_of(part_names, n_voices, collection))
     # A collection named after its composer is authoritative: score composer fields there often name
     # the poet (Monteverdi's madrigals credit Guarini) or hold OCR noise.
-    composer = COLLECTION_COMPOSER.get(collection) or canonical_composer(composer_field)
-    if composer is None:
-        composer = "Anonymous"
+    composer = COLLECTION_COMPOSER.get(collection) or canonical_composer(composer_field) or "Anonymous"
     period = PERIOD_OF.get(composer) or COLLECTION_PERIOD.get(collection, "Unknown")
     return Prompt(period, composer, instrumentation_of(part_names, n_voices, collection))
 
@@ -178,11 +176,11 @@ class MetadataOverrides:
     FIELDS = ("period", "composer", "instrumentation")
 
     @classmethod
-    def empty(cls) -> "MetadataOverrides":
+    def empty(cls) -> MetadataOverrides:
         return cls([])
 
     @classmethod
-    def load(cls, path: str | Path) -> "MetadataOverrides":
+    def load(cls, path: str | Path) -> MetadataOverrides:
         path = Path(path)
         name = "data.metadata_overrides"
         if not path.is_file():

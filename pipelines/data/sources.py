@@ -15,8 +15,8 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from base.typed_config import ConfigError
 from pipelines.data.config import SOURCE_MUSIC21, DataConfig
-from pipelines.typed_config import ConfigError
 
 # extension → format name used by the converter
 SUPPORTED_EXTENSIONS = {".xml": "musicxml", ".musicxml": "musicxml", ".mxl": "mxl", ".krn": "kern", ".abc": "abc"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pipelines.typed_config import check, option
+from base.typed_config import check, option
 
 # TRL 1.16's DPOTrainer loss types, plus NotaGen's DPOP (ours).
 TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",

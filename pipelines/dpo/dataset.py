@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines import atomic
+from base import atomic
 
 FORMAT = "clampdpo.pairs"
 VERSION = 1
@@ -45,8 +45,3 @@ def read_pairs(path: str | Path) -> list[PairRecord]:
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise ValueError(f"{path}: not a clampdpo pair dataset of version {VERSION} (header {header})")
     return [PairRecord(**json.loads(ln)) for ln in lines[1:] if ln.strip()]
-
-
-def read_header(path: str | Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.loads(f.readline())

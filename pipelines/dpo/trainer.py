@@ -13,7 +13,7 @@ Metrics keep TRL's names (``rewards/chosen``, ``rewards/rejected``, ``rewards/ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,26 +21,23 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from models.patchilizer import PAD_ID
+from pipelines.dpo.config import DPORoundConfig
 from pipelines.dpo.loss import dpop_loss
 
 
-@dataclass
-class NotaGenDPOConfig(DPOConfig):
-    """TRL's DPOConfig plus DPOP's λ; ``loss_type=["dpop"]`` selects NotaGen's loss."""
-
-    dpop_lambda: float = field(default=10.0, metadata={"help": "λ of DPOP: weight of the penalty on the chosen "
-                                                               "piece's log-likelihood falling below the "
-                                                               "reference's (NotaGen: 10)."})
-
-    def __post_init__(self) -> None:
+def training_args(cfg: DPORoundConfig, output_dir: str, max_length: int, seed: int, *, bf16: bool = False,
+                  use_cpu: bool = True, deepspeed: dict | None = None, progress: bool = True) -> DPOConfig:
+    """TRL's DPOConfig for one round of our ``dpo:`` section: the one place the section is translated."""
+    return DPOConfig(
+        output_dir=output_dir, loss_type=[cfg.loss_type], beta=cfg.beta, learning_rate=cfg.lr,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps, num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_pairs, gradient_accumulation_steps=cfg.grad_accum,
+        max_grad_norm=cfg.grad_clip, weight_decay=cfg.weight_decay, max_length=max_length,
+        precompute_ref_log_probs=True, precompute_ref_batch_size=cfg.batch_pairs, logging_steps=1,
+        save_strategy="no", report_to=[], seed=seed, bf16=bf16, use_cpu=use_cpu, disable_tqdm=not progress,
+        deepspeed=deepspeed, dataloader_num_workers=0,
         # NotaGen's two GPT-2s run without activation checkpointing (TRL turns it on by default)
-        self.gradient_checkpointing = False
-        self.activation_checkpointing = False
-        super().__post_init__()
-        if "dpop" in self.loss_type and len(self.loss_type) > 1:
-            raise ValueError(f"loss_type: dpop cannot be combined with other losses, got {self.loss_type}")
-        if self.dpop_lambda < 0:
-            raise ValueError(f"dpop_lambda: must be ≥ 0, got {self.dpop_lambda}")
+        gradient_checkpointing=False)
 
 
 @dataclass
@@ -54,16 +51,19 @@ class PatchPreferenceCollator(DataCollatorForPreference):
 
 
 class NotaGenDPOTrainer(DPOTrainer):
-    """DPOTrainer with the patch collator and the ``dpop`` loss."""
+    """DPOTrainer with the patch collator and the ``dpop`` loss (λ = ``dpop_lambda``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        cfg: NotaGenDPOConfig = kwargs["args"]
+    def __init__(self, *args: Any, dpop_lambda: float, **kwargs: Any):
+        cfg: DPOConfig = kwargs["args"]
+        if "dpop" in cfg.loss_type and len(cfg.loss_type) > 1:
+            raise ValueError(f"loss_type: dpop cannot be combined with other losses, got {cfg.loss_type}")
+        self.dpop_lambda = dpop_lambda
         if kwargs.get("data_collator") is None:
             kwargs["data_collator"] = PatchPreferenceCollator(pad_token_id=PAD_ID, max_length=cfg.max_length,
                                                               truncation_mode=cfg.truncation_mode)
         super().__init__(*args, **kwargs)
 
-    def _compute_loss(self, model, inputs, return_outputs):
+    def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool) -> Any:
         if self.loss_types != ["dpop"]:
             return super()._compute_loss(model, inputs, return_outputs)
         mode = "train" if self.model.training else "eval"
@@ -83,7 +83,7 @@ class NotaGenDPOTrainer(DPOTrainer):
             ref_chosen, ref_rejected = ref.chunk(2, dim=0)
         ref_chosen, ref_rejected = ref_chosen.to(chosen), ref_rejected.to(chosen)
         losses, chosen_rewards, rejected_rewards = dpop_loss(chosen, rejected, ref_chosen, ref_rejected,
-                                                            self.beta, self.args.dpop_lambda)
+                                                            self.beta, self.dpop_lambda)
         gather = self.accelerator.gather
         metrics = self._metrics[mode]
         metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())

@@ -5,35 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pipelines.typed_config import check, option
-
-
-@dataclass
-class ClusterConfig:
-    """Where Ray Train workers run; shared by SFT and DPO."""
-
-    ray_address: Optional[str] = option(None, help="Ray cluster address ('auto' or host:port); None starts a local "
-                                                   "Ray in this process.")
-    num_workers: int = option(1, help="Training workers (one process each; one GPU each when GPUs are used).")
-    cpus_per_worker: int = option(1, help="CPU cores reserved per training worker.")
-    use_gpu: str = option("auto", help="'auto' (GPUs when the cluster has them), 'yes' or 'no'.")
-    precision: str = option("auto", help="'auto' (bf16 on GPUs that support it, else fp32), 'bf16' or 'fp32'.")
-
-    def __post_init__(self) -> None:
-        check(self.num_workers >= 1, "num_workers", f"must be ≥ 1, got {self.num_workers}")
-        check(self.cpus_per_worker >= 1, "cpus_per_worker", f"must be ≥ 1, got {self.cpus_per_worker}")
-        check(self.use_gpu in ("auto", "yes", "no"), "use_gpu", f"must be auto, yes or no, got {self.use_gpu!r}")
-        check(self.precision in ("auto", "bf16", "fp32"), "precision",
-              f"must be auto, bf16 or fp32, got {self.precision!r}")
-
-
-@dataclass
-class TrackingConfig:
-    """MLflow tracking."""
-
-    tracking_uri: Optional[str] = option(None, help="MLflow tracking URI; None = a sqlite store "
-                                                    "(mlflow.db) inside the run's output folder.")
-    experiment: str = option("clampdpo", help="MLflow experiment name.")
+from base.typed_config import check, option
 
 
 @dataclass

@@ -7,20 +7,17 @@ resumed run therefore sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import math
 import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from base.corpus import split_rows
+from base.padding import pad_patches
 from models.patchilizer import PAD_ID, VOCAB_SIZE, Patchilizer
-from pipelines.padding import pad_patches
-
-
-class CorpusMissing(FileNotFoundError):
-    pass
 
 
 @dataclass
@@ -33,15 +30,8 @@ class Piece:
 def load_split(corpus_dir: str | Path, split: str) -> list[Piece]:
     """Pieces of a built corpus split (``train`` or ``eval``), NotaGen form with prompt lines."""
     corpus = Path(corpus_dir)
-    index = corpus / f"{split}.jsonl"
-    if not index.is_file():
-        raise CorpusMissing(f"{index} not found: build the corpus first (clampdpo data build)")
-    pieces = []
-    for line in index.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            pieces.append(Piece(row["id"], row["prompt"], (corpus / row["path"]).read_text()))
-    return pieces
+    return [Piece(row["id"], row["prompt"], (corpus / row["path"]).read_text(encoding="utf-8"))
+            for row in split_rows(corpus, split)]
 
 
 class PatchBatches:
@@ -76,13 +66,14 @@ class PatchBatches:
         """Right-padded patches (B, P, 16) and patch mask (B, P)."""
         return pad_patches([self.encode(i, e) for i, e in items], self.patchilizer.patch_size, PAD_ID)
 
-    def micro_batch(self, step: int, micro: int, rank: int, world: int, batch_pieces: int, grad_accum: int):
+    def micro_batch(self, step: int, micro: int, rank: int, world: int, batch_pieces: int,
+                    grad_accum: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This worker's share of one micro-batch of an optimizer step."""
         items = self.indices(step, batch_pieces * world * grad_accum)
         start = (micro * world + rank) * batch_pieces
         return self.collate(items[start: start + batch_pieces])
 
-    def eval_batches(self, batch_pieces: int, limit: int = 0):
+    def eval_batches(self, batch_pieces: int, limit: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Fixed eval batches: the head of each piece (no random cut), optionally a seeded sample."""
         order = list(range(len(self.pieces)))
         if limit and limit < len(order):
@@ -110,7 +101,8 @@ def scored_chars(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return targets[(targets != PAD_ID) & mask[:, 1:, None].bool()]
 
 
-def unigram_bits(train: PatchBatches, eval_batches, sample: int = 2000) -> float:
+def unigram_bits(train: PatchBatches, eval_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 sample: int = 2000) -> float:
     """Cross-entropy (bits/char) of the eval chars under the train split's char frequencies (add-one)."""
     counts = torch.ones(VOCAB_SIZE, dtype=torch.float64)
     rng = random.Random(train.seed)
@@ -128,18 +120,29 @@ def unigram_bits(train: PatchBatches, eval_batches, sample: int = 2000) -> float
 
 
 @torch.no_grad()
-def evaluate(model, batches, device: torch.device, autocast=None) -> dict[str, float]:
-    """Mean NLL per scored char over the batches: ``eval/loss`` (nats) and ``eval/bpc`` (bits)."""
-    import contextlib
-
-    was_training = model.training
-    model.eval()
+def eval_sums(loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: Iterable,
+              device: torch.device) -> tuple[float, int]:
+    """Summed NLL (nats) and number of scored chars over ``batches``; ``loss_of(patches, mask)`` is the mean
+    NLL per scored char of a batch (``model.patch_loss``, or a DeepSpeed engine's forward)."""
     total, n = 0.0, 0
     for patches, mask in batches:
-        with autocast or contextlib.nullcontext():
-            loss, count = model.patch_loss(patches.to(device), mask.to(device))
-        total += float(loss) * int(count)
-        n += int(count)
-    model.train(was_training)
-    loss = total / max(1, n)
+        count = int(scored_chars(patches, mask).numel())
+        total += float(loss_of(patches.to(device), mask.to(device))) * count
+        n += count
+    return total, n
+
+
+def eval_metrics(total: float, n: float) -> dict[str, float]:
+    """``eval/loss`` (nats per char) and ``eval/bpc`` (bits per char) of summed NLL over n chars."""
+    loss = total / max(1.0, n)
     return {"eval/loss": loss, "eval/bpc": loss / math.log(2), "eval/chars": float(n)}
+
+
+def evaluate(model: torch.nn.Module, batches: Iterable, device: torch.device) -> dict[str, float]:
+    """Eval metrics of a model on one process (the SFT workers shard ``eval_sums`` and add them up)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return eval_metrics(*eval_sums(lambda p, m: model.patch_loss(p, m)[0], batches, device))
+    finally:
+        model.train(was_training)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from evaluators.m3_patchilizer import (BOS_ID, EOS_ID, PAD_ID, M3Patchilizer, feature_windows, preprocess,
-                                       segment_ids, segments, split_bars)
+from evaluators.m3_patchilizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    M3Patchilizer,
+    feature_windows,
+    preprocess,
+    segment_ids,
+    segments,
+    split_bars,
+)
 
 DUET = ("%Baroque\n%Bach, Johann Sebastian\n%Chorus\n%%score { 1 | 2 }\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
         "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|][V:2]D,8|]\n")

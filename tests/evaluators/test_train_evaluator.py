@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 
@@ -10,41 +9,12 @@ import mlflow
 import numpy as np
 import pytest
 
+from base.typed_config import ConfigError
 from evaluators.config import EvaluatorConfig
-from evaluators.evaluator import Evaluator
 from evaluators.corrupt import jitter_notes, permute_bars, random_notes, shuffle_bars, swap_voices
+from evaluators.evaluator import Evaluator
 from evaluators.train import train_evaluator
-from pipelines.typed_config import ConfigError
-
-
-def chorale(rng: random.Random) -> str:
-    bars = []
-    for _ in range(rng.randint(6, 10)):
-        top = " ".join(rng.choice(["G2", "A2", "B2", "c2", "d2"]) for _ in range(4))
-        bars.append(f"[V:1]{top}|[V:2]{rng.choice(['G,8', 'D,8', 'C,8'])}|\n")
-    return "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(bars)
-
-
-def jig(rng: random.Random) -> str:
-    bars = [f"[V:1]{rng.choice(['DFA', 'AFD', 'dfa'])} {rng.choice(['d3', 'f3', 'gfe'])}|\n"
-            for _ in range(rng.randint(8, 12))]
-    return "L:1/8\nM:6/8\nK:D\nV:1 treble\n" + "".join(bars)
-
-
-def write_corpus(root, n: int = 16) -> None:
-    rng = random.Random(0)
-    (root / "interleaved").mkdir(parents=True)
-    splits = {"train": [], "eval": []}
-    for i in range(n):
-        for style, make, period, composer, inst in (("c", chorale, "Baroque", "Bach, Johann Sebastian", "Chorus"),
-                                                    ("j", jig, "Folk", "Traditional, Irish", "Solo melody")):
-            pid = f"{style}{i:02d}"
-            (root / "interleaved" / f"{pid}.abc").write_text(make(rng))
-            row = {"id": pid, "prompt": f"{period}_{composer}_{inst}", "period": period, "composer": composer,
-                   "instrumentation": inst, "title": f"Piece {i}"}
-            splits["eval" if i >= n - 3 else "train"].append(row)
-    for split, rows in splits.items():
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+from tests.conftest import chorale, jig, two_style_corpus
 
 
 def test_config_errors_name_the_field():
@@ -56,7 +26,7 @@ def test_config_errors_name_the_field():
 
 def test_corruptions_keep_the_form():
     rng = random.Random(0)
-    piece = chorale(rng)
+    piece = chorale(rng, 8)
     shuffled = shuffle_bars(piece, rng)
     assert sorted(shuffled.splitlines()[:5]) == sorted(piece.splitlines()[:5])
     assert sorted(shuffled) == sorted(piece)  # the same characters, moved
@@ -76,7 +46,6 @@ def test_hard_negative_is_the_corrupted_crop_itself():
     from evaluators.data import Batches, Piece
     from evaluators.m3_patchilizer import BOS_ID, EOS_ID, M3Patchilizer
 
-    rng = random.Random(0)
     text = "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(
         f"[V:1]{'GABcdefg'[k % 8]}2 {'GABcdefg'[(k * 3) % 8]}6|[V:2]{'CDEFGAB'[k % 7]},8|\n" for k in range(60))
     batches = Batches([Piece("p", "x", text, {})], M3Patchilizer(), train_patches=24, seed=0)
@@ -98,7 +67,7 @@ def test_hard_negative_is_the_corrupted_crop_itself():
 
 
 def test_train_evaluator_end_to_end(tmp_path):
-    write_corpus(tmp_path / "corpus")
+    two_style_corpus(tmp_path / "corpus")
     # 60 contrastive steps: the single held-out batch's loss is noisy right after the 30-step warm-up (it
     # spikes at step 40 and settles at step 50 with the music encoder's position init)
     cfg = EvaluatorConfig(out_dir=str(tmp_path / "ev"), pretrain_steps=20, contrastive_steps=60, batch_size=8,
@@ -118,8 +87,8 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert (tmp_path / "ev" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
     ev = Evaluator.load(tmp_path / "ev")
-    real = (tmp_path / "corpus" / "interleaved" / "c15.abc").read_text()
-    records = ev.score([real, jig(random.Random(5)), ""], ["Baroque_Bach, Johann Sebastian_Chorus"] * 3)
+    real = (tmp_path / "corpus" / "interleaved" / "chorale15.abc").read_text()
+    records = ev.score([real, jig(random.Random(5), 10), ""], ["Baroque_Bach, Johann Sebastian_Chorus"] * 3)
     assert records[0].clamp_score > records[1].clamp_score  # a chorale beats a jig against the chorale centroid
     assert records[0].valid and records[0].plagiarism  # an exact copy of a ground-truth piece
     assert records[0].max_text_similarity == 1.0
@@ -128,7 +97,7 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert 0 < records[0].pitch_class_entropy <= math.log2(12)
     centred = Evaluator.load(tmp_path / "ev", center=True)
     assert np.allclose(centred.reference.features.mean(0), 0, atol=1e-5)
-    rc = centred.score([real, jig(random.Random(5))], ["Baroque_Bach, Johann Sebastian_Chorus"] * 2, guards_on=False)
+    rc = centred.score([real, jig(random.Random(5), 10)], ["Baroque_Bach, Johann Sebastian_Chorus"] * 2, guards_on=False)
     assert rc[0].clamp_score > rc[1].clamp_score and math.isnan(rc[0].clamp_score_global)
     # centring spreads scores: the jig-vs-chorale gap is wider than on raw features
     assert rc[0].clamp_score - rc[1].clamp_score > records[0].clamp_score - records[1].clamp_score
@@ -141,7 +110,7 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert rep_c["score/centred"] == 1.0 and r["score/centred"] == 0.0
     assert rep_c["prompt/own_score"] < r["prompt/own_score"] and rep_c["prompt/margin"] > 0
     assert rep_c["composer/accuracy"] == 1.0
-    feats = ev.features([chorale(random.Random(k)) for k in range(4)])
+    feats = ev.features([chorale(random.Random(k), 8) for k in range(4)])
     m = ev.set_metrics(feats, ["Baroque_Bach, Johann Sebastian_Chorus"] * 4)
     assert -1 <= m["diversity/mean_pairwise_cosine"] <= 1 and m["frechet/mean_per_prompt"] >= 0
     assert np.isfinite(m["frechet/mean_per_prompt"])

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2LMHeadModel, GPT2Model
+from transformers import AutoModelForCausalLM
 from trl.trainer.utils import add_fused_lm_head
 
 from models.import_notagen import CheckpointError, convert_state_dict, import_notagen, read_state_dict
 from models.notagen import SIZES, NotaGenConfig, NotaGenForCausalLM, completion_labels
 from models.patchilizer import PAD_ID, Patchilizer
-
-PIECE = ("%Baroque\n%Bach, Johann Sebastian\n%Choral\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
-         "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|[V:2]D,4 C,4|\n[V:1]B4 A4|[V:2]G,4 D,4|\n[V:1]G8|][V:2]G,,8|]\n")
-FOLK = "%Romantic\n%Traditional\n%Keyboard\nL:1/8\nM:6/8\nK:D\nV:1 treble\n[V:1]|:DFA dfa|\n[V:1]gfe d3:|\n"
+from tests.conftest import FOLK, PIECE, notagen_layout
 
 
 def tiny_config(**kw) -> NotaGenConfig:
@@ -117,23 +114,11 @@ def test_sizes_match_notagen():
 # ---------------------------------------------------------------------------- NotaGen checkpoints
 
 
-class NotaGenLayout(torch.nn.Module):
-    """A module with NotaGen's parameter names and shapes, built from transformers' GPT-2 classes."""
-
-    def __init__(self, cfg: NotaGenConfig):
-        super().__init__()
-        self.patch_level_decoder = torch.nn.Module()
-        self.patch_level_decoder.patch_embedding = torch.nn.Linear(16 * 128, cfg.hidden_size)
-        self.patch_level_decoder.base = GPT2Model(cfg.patch_config())
-        self.char_level_decoder = torch.nn.Module()
-        self.char_level_decoder.base = GPT2LMHeadModel(cfg.char_config())
-
-
 @pytest.fixture
 def notagen_checkpoint(tmp_path):
     torch.manual_seed(1)
     cfg = NotaGenConfig.from_size("tiny", dropout=0.0)
-    original = NotaGenLayout(cfg).eval()
+    original = notagen_layout(cfg).eval()
     path = tmp_path / "notagen.pth"
     torch.save({"model": original.state_dict()}, path)
     return path, original

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from base.abc.interleave import restore_rest_voices
+from base.typed_config import ConfigError
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
 from models.patchilizer import Patchilizer
 from models.sampling import Sampler, SamplingConfig, filter_probs
-from pipelines.data.interleave import restore_rest_voices
-from pipelines.typed_config import ConfigError
-from tests.models.test_notagen import FOLK, PIECE
+from tests.conftest import FOLK, PIECE
 
 PROMPT = ["%Baroque\n", "%Bach, Johann Sebastian\n", "%Choral\n"]
 FOLK_PROMPT = ["%Romantic\n", "%Traditional\n", "%Keyboard\n"]

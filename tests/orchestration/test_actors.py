@@ -7,15 +7,15 @@ import ray
 import torch
 
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
-from orchestration.actors import ActorPool, SamplerActor
+from models.sampling_config import SamplingConfig
+from orchestration.actors import ActorPool, Resources, SamplerActor
+from orchestration.ray_runtime import ensure_ray
 from pipelines.campaign.plan import PromptSpec, round_samples
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    ensure_ray(None)  # this process's local Ray (another test file may have started it already)
 
 
 def _units(weights):
@@ -47,13 +47,14 @@ def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_r
                                              patch_length=64, dropout=0.0))
     weights = ray.put({"config": model.config.to_dict(), "state_dict": model.state_dict()})
     units = _units(weights)
-    sampling = {"max_patches": 24, "batch_size": 2}
+    sampling, one_cpu = SamplingConfig(max_patches=24, batch_size=2), Resources(cpus=1)
 
-    calm = ActorPool(SamplerActor, 2, (sampling, 1, 0), 1, 0, max_restarts=2, max_unit_retries=2, name="calm")
+    calm = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2, name="calm")
     expected = _run(calm, units, kill_after_first=False)
     calm.shutdown()
 
-    pool = ActorPool(SamplerActor, 2, (sampling, 1, 0), 1, 0, max_restarts=2, max_unit_retries=2, name="killed")
+    pool = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2,
+                     name="killed")
     got = _run(pool, units, kill_after_first=True)
     pool.shutdown()
 

@@ -1,7 +1,8 @@
 """Campaigns end to end through the real CLI: tiny everything, one round, on local Ray (and on two nodes).
 
-The smoke campaign trains its own policy, evaluator and judge; the other tests reuse them (policy_from,
-evaluator_from, judge_from), so they spend their time on what they check.
+The smoke campaign trains its own policy, evaluator and judge through the real stack; the driver-kill and
+two-node tests (test_driver_kill.py, test_two_nodes.py) start from parts trained in a fixture, so they run
+beside these.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.orchestration.campaign_setup import campaign_config, write_corpus
+from tests.conftest import campaign_config, campaign_corpus
 
-CLI = [sys.executable, "-m", "pipelines.cli"]
+CLI = [sys.executable, "-m", "clampdpo"]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,15 +29,10 @@ def clampdpo(*args: str, timeout: int = 900, env: dict | None = None) -> subproc
     return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
-def samples_of(campaign: Path, rel: str) -> dict[str, str]:
-    rows = [json.loads(x) for x in (campaign / rel).read_text().splitlines() if x.strip()]
-    return {r["id"]: r["text"] for r in rows}
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("campaign")
-    corpus = write_corpus(tmp / "corpus")
+    corpus = campaign_corpus(tmp / "corpus")
     out = tmp / "smoke"
     cfg = campaign_config(tmp, corpus, out, unit_size=2)
     result = clampdpo("campaign", "run", "--config", str(cfg))
@@ -113,86 +109,10 @@ def test_status_compare_and_rerun_of_a_finished_campaign(smoke, tmp_path):
     assert "stage round-01/dpo ..." not in again.stderr and "done already" in again.stderr
 
 
-def _reuse(smoke, name: str, **campaign) -> Path:
-    out = smoke["out"]
-    return campaign_config(smoke["tmp"], smoke["corpus"], smoke["tmp"] / name, unit_size=2,
-                           policy_from=str(out / "sft" / "model"), evaluator_from=str(out / "evaluator"),
-                           judge_from=str(out / "judge"), **campaign)
-
-
-def test_driver_killed_mid_round_resumes_to_the_same_samples(smoke):
-    cfg = _reuse(smoke, "killed")
-    out = smoke["tmp"] / "killed"
-    proc = subprocess.Popen(CLI + ["campaign", "run", "--config", str(cfg)], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    units = out / "round-01" / "samples" / "units"
-    deadline = time.time() + 600
-    while time.time() < deadline and not (units.is_dir() and any(units.glob("unit-*.jsonl"))):
-        assert proc.poll() is None, "the campaign ended before it could be killed"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-round
-    proc.wait()
-    done_units = len(list(units.glob("unit-*.jsonl")))
-    assert 1 <= done_units < 8 and not (out / "markers" / "round-01.sample.json").exists()
-
-    resumed = clampdpo("campaign", "resume", str(out))
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
-    got = samples_of(out, "round-01/samples/samples.jsonl")
-    want = samples_of(smoke["out"], "round-01/samples/samples.jsonl")
-    assert list(got) == list(want) and got == want  # same ids, same pieces, nothing lost or duplicated
-    assert samples_of(out, "round-01/eval/samples/samples.jsonl").keys() == \
-        samples_of(smoke["out"], "round-01/eval/samples/samples.jsonl").keys()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _ray_node(args: list[str], env: dict) -> subprocess.Popen:
-    """A ``ray start --block`` node in its own process group, so the test stops exactly what it started."""
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    return subprocess.Popen([ray_bin, "start", "--block", "--disable-usage-stats", "--num-cpus=1"] + args, env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _alive_nodes(address: str, env: dict) -> int:
-    probe = subprocess.run([sys.executable, "-c", "import ray; ray.init(address=%r, logging_level='ERROR'); "
-                            "print(sum(n['Alive'] for n in ray.nodes()))" % address],
-                           capture_output=True, text=True, env=env, timeout=120)
-    return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
-
-
-def test_a_round_runs_on_a_two_node_local_ray_cluster(smoke):
-    address = f"127.0.0.1:{_free_port()}"
-    # a test cluster on loopback: no token (Ray ≥ 2.5x asks every node and driver for one by default)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    nodes = [_ray_node(["--head", f"--port={address.split(':')[1]}", "--include-dashboard=false"], env)]
-    try:
-        time.sleep(5)
-        nodes.append(_ray_node([f"--address={address}"], env))
-        deadline = time.time() + 180
-        while _alive_nodes(address, env) < 2:
-            assert time.time() < deadline, "the two-node cluster did not come up"
-            time.sleep(2)
-        cfg = _reuse(smoke, "two-nodes", num_samplers=2, num_scorers=2)
-        run = clampdpo("campaign", "run", "--config", str(cfg), "--ray-address", address, env=env)
-        assert run.returncode == 0, run.stderr[-4000:]
-        out = smoke["tmp"] / "two-nodes"
-        rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
-        assert len({r["node"] for r in rows}) == 2  # the two samplers ran on both nodes
-        assert samples_of(out, "round-01/samples/samples.jsonl") == \
-            samples_of(smoke["out"], "round-01/samples/samples.jsonl")
-        assert (out / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
-    finally:
-        for node in nodes:
-            os.killpg(node.pid, signal.SIGTERM)
-        for node in nodes:
-            try:
-                node.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
 
 
 def test_ui_serves_the_campaign_runs_on_localhost(smoke):

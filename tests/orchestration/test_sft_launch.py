@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 import mlflow
 import torch
 
 from models.config import load_model
 from models.patchilizer import Patchilizer
+from orchestration.config import load_config
 from orchestration.ray_train import run_sft
-from pipelines.config import load_config
 from pipelines.train.sft import PatchBatches, evaluate, load_split
-from tests.models.test_notagen import FOLK, PIECE
-
-
-def write_corpus(root):
-    (root / "train").mkdir(parents=True)
-    rows = []
-    for i, text in enumerate([PIECE, FOLK, PIECE.replace("G2 A2", "B2 A2"), FOLK.replace("DFA", "FAd")]):
-        (root / "train" / f"p{i}.abc").write_text(text)
-        rows.append({"id": f"p{i}", "path": f"train/p{i}.abc", "prompt": "x"})
-    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
-    (root / "eval.jsonl").write_text(json.dumps(rows[3]) + "\n")
+from tests.conftest import write_corpus
 
 
 def test_sft_lowers_loss_and_resumes(tmp_path):
-    write_corpus(tmp_path / "corpus")
+    write_corpus(tmp_path / "corpus", {"chorale": (4, 4), "jig": (4, 4)}, per_style=2, eval_per_style=1)
     overrides = [f"data.out_dir={tmp_path / 'corpus'}", f"train.out_dir={tmp_path / 'run'}",
                  "model.hidden_size=64", "model.patch_num_layers=1", "model.char_num_layers=1",
                  "model.patch_length=64", "model.dropout=0.0", "train.batch_pieces=2", "train.max_steps=15",

@@ -7,14 +7,14 @@ import math
 
 import pytest
 
+from base.typed_config import ConfigError
+from orchestration.config import load_config
 from pipelines.campaign.config import CampaignConfig
 from pipelines.campaign.metrics import format_table, per_prompt, score_metrics
 from pipelines.campaign.plan import choose_prompts, eval_samples, round_samples, units
 from pipelines.campaign.state import Markers, all_stages, status
-from pipelines.config import load_config
 from pipelines.dpo.config import DPORoundConfig
-from pipelines.dpo.dataset import PairRecord, read_header, read_pairs, write_pairs
-from pipelines.typed_config import ConfigError
+from pipelines.dpo.dataset import PairRecord, read_pairs, write_pairs
 
 AVAILABLE = {f"P{i}": ((f"%p{i}\n", "%c\n", "%i\n"), n) for i, n in enumerate([50, 40, 30, 20, 10, 3])}
 
@@ -93,7 +93,7 @@ def test_pair_dataset_round_trip_with_version_and_provenance(tmp_path):
     pair = PairRecord(1, "A", "%a\n", "r01-p000-s0001", "r01-p000-s0002", "X", "Y", 0.9, 0.1, 11, 12)
     write_pairs(tmp_path / "pairs.jsonl", [pair], {"round": 1, "policy": "p", "evaluator": "e"})
     assert read_pairs(tmp_path / "pairs.jsonl") == [pair]
-    header = read_header(tmp_path / "pairs.jsonl")
+    header = json.loads((tmp_path / "pairs.jsonl").read_text().splitlines()[0])
     assert header["format"] == "clampdpo.pairs" and header["version"] == 1 and header["evaluator"] == "e"
     (tmp_path / "bad.jsonl").write_text(json.dumps({"format": "other"}) + "\n")
     with pytest.raises(ValueError, match="not a clampdpo pair dataset"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.atomic import read_jsonl
+from base.atomic import read_jsonl
 from pipelines.data.build import BuildError, build_corpus
 from pipelines.data.config import DataConfig
 from tests.conftest import DUET, musicxml

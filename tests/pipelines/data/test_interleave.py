@@ -1,7 +1,7 @@
 """Conversion of a small multi-voice score to the exact interleaved and NotaGen forms."""
 
+from base.abc.interleave import deinterleave, is_rest_only, prompt_lines, transpose, unclosed_bars
 from pipelines.data.build import convert_item
-from pipelines.data.interleave import deinterleave, is_rest_only, prompt_lines, transpose, unclosed_bars
 from pipelines.data.sources import SourceItem
 from tests.conftest import DUET, musicxml
 

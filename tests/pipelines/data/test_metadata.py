@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from base.typed_config import ConfigError
 from pipelines.data.metadata import MetadataOverrides, Prompt, canonical_composer, infer_prompt, instrumentation_of
-from pipelines.typed_config import ConfigError
 
 
 @pytest.mark.parametrize("raw,name", [

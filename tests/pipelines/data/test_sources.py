@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from base.typed_config import ConfigError
 from pipelines.data.config import DataConfig
 from pipelines.data.sources import check_bytes, enumerate_sources, split_abc_tunes
-from pipelines.typed_config import ConfigError
 from tests.conftest import FOLK_ABC
 
 

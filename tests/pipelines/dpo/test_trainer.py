@@ -11,8 +11,9 @@ from datasets import Dataset
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
 from models.patchilizer import PAD_ID
 from models.tokenizer import EOS_CHAR, NotaGenTokenizer
+from pipelines.dpo.config import DPORoundConfig
 from pipelines.dpo.loss import dpop_loss
-from pipelines.dpo.trainer import NotaGenDPOConfig, NotaGenDPOTrainer, PatchPreferenceCollator
+from pipelines.dpo.trainer import NotaGenDPOTrainer, PatchPreferenceCollator, training_args
 
 PROMPT = "%Folk\n%Traditional, Irish\n%Solo melody\n"
 GOOD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/1][V:1]DFA dfa|gfe d3|\n[r:1/0][V:1]AFD DFA|d3 d3|]\n"
@@ -55,8 +56,7 @@ def test_trl_completion_log_probs_equal_notagen_log_likelihood():
     tok = NotaGenTokenizer()
     p = tok(PROMPT)["input_ids"]
     trainer = NotaGenDPOTrainer(
-        model=model, args=NotaGenDPOConfig(output_dir="/tmp/unused", report_to=[], use_cpu=True, max_length=1024,
-                                           precompute_ref_log_probs=True),
+        model=model, args=training_args(DPORoundConfig(), "/tmp/unused", max_length=1024, seed=0), dpop_lambda=10.0,
         train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
         processing_class=tok)
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -73,11 +73,9 @@ def test_trl_completion_log_probs_equal_notagen_log_likelihood():
 def test_dpop_trainer_loss_is_the_hand_computed_dpop_and_training_raises_the_margin(tmp_path):
     model = tiny_model()
     rows = [{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}] * 4
-    args = NotaGenDPOConfig(output_dir=str(tmp_path), loss_type=["dpop"], beta=0.1, dpop_lambda=10.0,
-                            per_device_train_batch_size=2, num_train_epochs=4, learning_rate=1e-3,
-                            lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to=[],
-                            use_cpu=True, max_length=1024, precompute_ref_log_probs=True, seed=0)
-    trainer = NotaGenDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+    cfg = DPORoundConfig(loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=4, lr=1e-3)
+    trainer = NotaGenDPOTrainer(model=model, args=training_args(cfg, str(tmp_path), max_length=1024, seed=0),
+                                dpop_lambda=cfg.dpop_lambda, train_dataset=Dataset.from_list(rows),
                                 processing_class=NotaGenTokenizer())
     # before any step the policy is the reference: DPOP = −log σ(0) = log 2, rewards 0 (up to float32 noise in
     # sums of ~150 char log-probs, which λ = 10 magnifies)
@@ -99,6 +97,10 @@ def test_dpop_trainer_loss_is_the_hand_computed_dpop_and_training_raises_the_mar
     assert last["loss"] == pytest.approx(float(expected), rel=0.05, abs=1e-3)
 
 
-def test_config_rejects_dpop_mixed_with_other_losses():
-    with pytest.raises(ValueError, match="dpop"):
-        NotaGenDPOConfig(output_dir="/tmp/unused", loss_type=["dpop", "sft"], report_to=[], use_cpu=True)
+def test_trainer_rejects_dpop_mixed_with_other_losses():
+    args = training_args(DPORoundConfig(), "/tmp/unused", max_length=1024, seed=0)
+    args.loss_type = ["dpop", "sft"]
+    with pytest.raises(ValueError, match="dpop cannot be combined"):
+        NotaGenDPOTrainer(model=tiny_model(), args=args, dpop_lambda=10.0,
+                          train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
+                          processing_class=NotaGenTokenizer())

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 
+from base.corpus import CorpusMissing
+from base.typed_config import ConfigError
 from models.patchilizer import Patchilizer
 from pipelines.train.config import SFTConfig
-from pipelines.train.sft import CorpusMissing, PatchBatches, Piece, load_split, lr_at, scored_chars, unigram_bits
-from pipelines.typed_config import ConfigError
-from tests.models.test_notagen import FOLK, PIECE
+from pipelines.train.sft import PatchBatches, Piece, load_split, lr_at, scored_chars, unigram_bits
+from tests.conftest import FOLK, PIECE
 
 
 def pieces(n: int = 5) -> list[Piece]:
@@ -52,10 +54,14 @@ def test_scored_chars_skip_bos_patch_and_pads():
     assert len(chars) > text_chars  # text plus eos chars and the eos patch
 
 
-def test_unigram_baseline_is_the_entropy_of_char_frequencies():
+def test_unigram_baseline_is_the_cross_entropy_of_add_one_char_frequencies():
+    # one short piece as both splits: the baseline is the entropy of its own (add-one smoothed) char counts
     batches = PatchBatches([Piece("a", "x", FOLK)], Patchilizer())
-    bits = unigram_bits(batches, batches.eval_batches(4))
-    assert 3.0 < bits < math.log2(128)
+    patches = Patchilizer().encode_train(FOLK)
+    chars = Counter(c for patch in patches[1:] for c in patch if c != 0)  # scored: after the bos patch, no pads
+    n = sum(chars.values())
+    expected = -sum(k * math.log2((k + 1) / (n + 128)) for k in chars.values()) / n
+    assert unigram_bits(batches, batches.eval_batches(4)) == pytest.approx(expected, rel=1e-9)
 
 
 def test_missing_corpus_says_how_to_build_it(tmp_path):

@@ -11,6 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 REST_LETTERS = frozenset("zZxX")
 # a bar ends on a barline, possibly opening a volta ("|1", ":|2", "|[2")
@@ -23,7 +27,7 @@ class InterleaveError(Exception):
     """The piece cannot be interleaved or transposed; the message is the reject reason."""
 
 
-def _quiet(fn, *args):
+def _quiet(fn: Callable[..., T], *args: Any) -> T:
     # abctoolkit prints diagnostics ("Odd bar duration ...") to stdout; the build reports its own reasons.
     with contextlib.redirect_stdout(io.StringIO()):
         return fn(*args)
@@ -182,7 +186,7 @@ def restore_rest_voices(lines: list[str]) -> list[str]:
             if dur is not None:
                 counts[dur] = counts.get(dur, 0) + 1
         if counts:
-            ref_dur = max(counts, key=counts.get)
+            ref_dur = max(counts, key=lambda d: counts[d])
         left = line.split("[V:")[0] if index == 0 else ""
         rebuilt = ""
         for voice in voices + [v for v in bars if v not in voices]:

@@ -9,8 +9,8 @@ import yaml
 
 
 def _show(args: argparse.Namespace) -> int:
-    from pipelines.config import load_config
-    from pipelines.typed_config import to_dict
+    from base.typed_config import to_dict
+    from orchestration.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -18,7 +18,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from pipelines.config import CONFIGS_DIR, preset_names
+    from orchestration.config import CONFIGS_DIR, preset_names
 
     for name in preset_names():
         first = (CONFIGS_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[:1]
@@ -27,8 +27,8 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 def _fields(args: argparse.Namespace) -> int:
-    from pipelines.config import ProjectConfig
-    from pipelines.typed_config import describe
+    from base.typed_config import describe
+    from orchestration.config import ProjectConfig
 
     for name, default, help_text in describe(ProjectConfig):
         sys.stdout.write(f"{name}  (default {default})\n    {help_text}\n")
@@ -36,7 +36,7 @@ def _fields(args: argparse.Namespace) -> int:
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from clampdpo.args import add_config_args
 
     p = groups.add_parser("config", help="show presets, fields and resolved settings",
                           description="Inspect the typed config that every stage reads.")

@@ -13,7 +13,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -56,7 +56,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping of fields, got {type(value).__name__}")
-        return from_dict(tp, value, prefix=name)
+        return from_dict(cast(type, tp), value, prefix=name)
     if origin in (list, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
@@ -105,7 +105,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cast(Any, cls)) if f.init}
     kwargs = {}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else str(key)
@@ -181,7 +181,7 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         hint = get_type_hints(cls)[f.name]
         _, inner = _is_optional(hint)
         if dataclasses.is_dataclass(inner):
-            rows.extend(describe(inner, name))
+            rows.extend(describe(cast(type, inner), name))
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")

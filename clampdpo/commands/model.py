@@ -54,7 +54,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _prompts(args: argparse.Namespace) -> list[list[str]]:
     """One prompt per piece: the one given, or the prompts of a corpus split's pieces (seeded draw)."""
-    from pipelines.data.interleave import prompt_lines
+    from base.abc.interleave import prompt_lines
 
     if args.prompts_from:
         import json
@@ -83,10 +83,10 @@ def _sample(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from base import atomic
     from models.config import load_model
     from models.sampling import Sampler
-    from pipelines import atomic
-    from pipelines.config import load_config
+    from orchestration.config import load_config
 
     cfg = load_config(args.config, args.overrides).sampling
     prompts = _prompts(args)
@@ -141,7 +141,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     pt.add_argument("--show", action="store_true", help="print every patch with its ids")
     pt.set_defaults(func=_patches)
 
-    from pipelines.cli import add_config_args
+    from clampdpo.args import add_config_args
+    from models.sizes import SIZES
 
     im = sub.add_parser("import-notagen", help="convert an original NotaGen checkpoint (.pth) to our format",
                         description="Read NotaGen's {'model': state_dict} (weights_only), map its parameter names, "
@@ -149,7 +150,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     im.add_argument("checkpoint", help="NotaGen .pth file, e.g. weights_notagen_pretrain_p_size_16_...pth")
     im.add_argument("out_dir", help="folder to write (config.json + model.safetensors)")
     im.add_argument("--size", "--preset", dest="size", default="large",
-                    choices=["tiny", "small", "medium", "large", "x"], help="the checkpoint's size (default large)")
+                    choices=list(SIZES), help="the checkpoint's size (default large)")
     im.set_defaults(func=_import)
 
     sa = sub.add_parser("sample", help="generate pieces for a prompt (batched, KV-cached)",
@@ -160,9 +161,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     sa.add_argument("model", help="saved model folder (train sft output model/, or import-notagen output)")
     sa.add_argument("--prompt", help="prompt key period_composer_instrumentation, e.g. "
                     "'Baroque_Bach, Johann Sebastian_Choral'")
-    sa.add_argument("--period")
-    sa.add_argument("--composer")
-    sa.add_argument("--instrumentation")
+    sa.add_argument("--period", help="prompt period, e.g. Baroque (with --composer and --instrumentation)")
+    sa.add_argument("--composer", help="prompt composer, e.g. 'Bach, Johann Sebastian'")
+    sa.add_argument("--instrumentation", help="prompt instrumentation, e.g. Choral")
     sa.add_argument("--prompts-from", metavar="SPLIT.jsonl",
                     help="take each piece's prompt from a corpus split index, e.g. corpus/eval.jsonl (seeded draw)")
     sa.add_argument("-n", type=int, default=4, help="pieces to generate (default 4)")

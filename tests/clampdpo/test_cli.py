@@ -1,5 +1,6 @@
 """The real ``clampdpo`` command line, run as a user runs it."""
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -8,22 +9,47 @@ from pathlib import Path
 
 import pytest
 
+from clampdpo.main import build_parser, main
+
 
 def clampdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("clampdpo") or None
-    cmd = [exe] if exe else [sys.executable, "-m", "pipelines.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "clampdpo"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
-@pytest.mark.parametrize("args", [[], ["data"], ["data", "build"], ["data", "verify"], ["model"], ["model", "patches"],
-                                  ["model", "sample"], ["model", "import-notagen"], ["train"], ["train", "sft"],
-                                  ["evaluator"], ["evaluator", "train"], ["evaluator", "score"],
-                                  ["evaluator", "features"], ["evaluator", "import-clamp2"], ["evaluator", "index"],
-                                  ["config"], ["config", "show"]])
-def test_help_on_every_level(args):
-    res = clampdpo(*args, "--help")
-    assert res.returncode == 0, res.stderr
-    assert "usage: clampdpo" in res.stdout
+def _levels(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every command path of the parser tree with its parser: (), ("data",), ("data", "build"), ..."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _levels(sub, (*path, name))
+
+
+LEVELS = list(_levels(build_parser()))
+
+
+@pytest.mark.parametrize("path,parser", LEVELS, ids=[" ".join(p) or "clampdpo" for p, _ in LEVELS])
+def test_every_level_explains_itself(path, parser, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*path, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {' '.join(('clampdpo', *path))}")
+    assert parser.description and " ".join(parser.description.split()[:4]) in " ".join(out.split())
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):  # a group lists each command with its help
+            helps = {a.dest: a.help for a in action._choices_actions}
+            assert set(helps) == set(action.choices) and all(helps.values()), helps
+            assert all(name in out for name in action.choices)
+        elif not isinstance(action, argparse._HelpAction):  # every option and argument says what it is
+            assert action.help, f"{' '.join(path)} {action.dest}: no help"
+
+
+def test_the_installed_command_runs():
+    res = clampdpo("--help")
+    assert res.returncode == 0 and res.stdout.startswith("usage: clampdpo") and "campaign" in res.stdout
 
 
 def test_data_build_and_verify_end_to_end(tmp_path: Path, score_dir: Path):
@@ -88,10 +114,10 @@ def test_import_then_sample_with_validity_check(tmp_path: Path):
     import torch
 
     from models.notagen import NotaGenConfig
-    from tests.models.test_notagen import NotaGenLayout
+    from tests.conftest import notagen_layout
 
     torch.manual_seed(0)
-    torch.save({"model": NotaGenLayout(NotaGenConfig.from_size("tiny")).state_dict()}, tmp_path / "ng.pth")
+    torch.save({"model": notagen_layout(NotaGenConfig.from_size("tiny")).state_dict()}, tmp_path / "ng.pth")
     res = clampdpo("model", "import-notagen", str(tmp_path / "ng.pth"), str(tmp_path / "m"), "--size", "tiny")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "m" / "model.safetensors").is_file()
@@ -110,9 +136,9 @@ def test_import_then_sample_with_validity_check(tmp_path: Path):
 
 
 def test_evaluator_train_score_and_features(tmp_path: Path):
-    from tests.evaluators.test_train_evaluator import write_corpus
+    from tests.conftest import two_style_corpus
 
-    write_corpus(tmp_path / "corpus", n=10)
+    two_style_corpus(tmp_path / "corpus", n=10)
     res = clampdpo("evaluator", "train", "-c", "tiny", "--corpus", str(tmp_path / "corpus"), "--out",
                    str(tmp_path / "ev"), "--set", "evaluator.pretrain_steps=5", "--set",
                    "evaluator.contrastive_steps=5", "--set", "evaluator.batch_size=4", "--set",

@@ -7,23 +7,23 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.data.config import DataConfig
 
 log = logging.getLogger(__name__)
 
 
-def _data_config(args: argparse.Namespace):
-    from pipelines.config import load_config
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    from clampdpo.args import load_project
 
-    overrides = list(args.overrides)
-    flag_fields = {"source": "sources", "out": "out_dir", "workers": "workers", "seed": "seed",
-                   "eval_fraction": "eval_fraction", "limit": "limit", "metadata_overrides": "metadata_overrides"}
-    for flag, name in flag_fields.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"data.{name}={json.dumps(value)}")
+    flags = {"source": "sources", "out": "out_dir", "workers": "workers", "seed": "seed",
+             "eval_fraction": "eval_fraction", "limit": "limit", "metadata_overrides": "metadata_overrides"}
+    extra: dict[str, object] = {f"data.{name}": getattr(args, flag, None) for flag, name in flags.items()}
     if args.augment_keys:
-        overrides.append("data.augment_keys=true")
-    return load_config(args.config, overrides).data
+        extra["data.augment_keys"] = True
+    return load_project(args, extra=extra).data
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -41,7 +41,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from pipelines.data.roundtrip import verify_corpus
+    from pipelines.data.verify import verify_corpus
 
     results = verify_corpus(args.corpus, sample=args.sample, seed=args.seed)
     passed = sum(r.ok for r in results)
@@ -66,7 +66,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from clampdpo.args import add_config_args
 
     p = groups.add_parser("data", help="build and check the interleaved-ABC corpus",
                           description="Build the corpus of interleaved ABC pieces with period-composer-"

@@ -10,17 +10,11 @@ log = logging.getLogger(__name__)
 
 
 def _sft(args: argparse.Namespace) -> int:
-    from pipelines.cli import load_project
-    from pipelines.train.sft import CorpusMissing
-
-    project = load_project(args, "train.out_dir")
+    from clampdpo.args import load_project
     from orchestration.ray_train import run_sft
 
-    try:
-        result = run_sft(project, config_name=str(args.config))
-    except CorpusMissing as err:
-        log.error("%s", err)
-        return 1
+    project = load_project(args, "train.out_dir")
+    result = run_sft(project, config_name=str(args.config))
     s = result.summary
     sys.stdout.write(
         f"trained {s['step']} steps in {s['elapsed_s'] / 60:.1f} min on {s['world_size']} worker(s) ({s['device']})\n"
@@ -31,7 +25,7 @@ def _sft(args: argparse.Namespace) -> int:
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from clampdpo.args import add_config_args
 
     p = groups.add_parser("train", help="supervised training of the decoder (pre-training, fine-tuning)",
                           description="Train the NotaGen decoder on a built corpus.")

@@ -1,20 +1,19 @@
-"""The corpus round trip: interleaved ABC → standard ABC → MusicXML (abc2xml) → music21, bars kept.
+"""Reading ABC as music: interleaved ABC → standard ABC → MusicXML (abc2xml) → a music21 score.
 
-This is the check that our interleaved files are still real music a notation program reads: a piece
-passes when music21 parses the converted score and finds as many bars as the interleaved file has lines.
+This is how a notation program sees our pieces: the corpus round trip, the validity of a generated piece
+and its MIDI all go through here. abctoolkit's bar-alignment check (every bar lasts as long in every voice,
+NotaGen's check) is here too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pipelines.data.convert import ConversionError, abc_to_musicxml
-from pipelines.data.interleave import InterleaveError, body_lines, deinterleave
+from base.abc.convert import ConversionError, abc_to_musicxml
+from base.abc.interleave import InterleaveError, body_lines, deinterleave
 
 
 @dataclass
@@ -27,31 +26,28 @@ class RoundTrip:
     score: Any = field(default=None, repr=False, compare=False)  # the music21 score, for further analysis
 
 
-def parse_musicxml(xml: bytes):
+def parse_musicxml(xml: bytes) -> Any:
+    """A music21 score of a MusicXML document (music21's warnings kept off the console)."""
     import music21
 
     with contextlib.redirect_stderr(io.StringIO()):
         return music21.converter.parseData(xml, format="musicxml")
 
 
-def parse_interleaved(interleaved_text: str):
+def parse_interleaved(interleaved_text: str) -> Any:
     """The music21 score of an interleaved piece (deinterleave → abc2xml → music21); raises on failure."""
     standard = "".join(deinterleave(interleaved_text.splitlines(keepends=True)))
     return parse_musicxml(abc_to_musicxml("X:1\n" + standard))
 
 
-def bar_count(score) -> int:
+def bar_count(score: Any) -> int:
     """Bars of the first part of a music21 score."""
     parts = list(score.parts) or [score]
     return len(parts[0].getElementsByClass("Measure"))
 
 
-def musicxml_bar_count(xml: bytes) -> int:
-    """Bars of the first part of a MusicXML document, as music21 reads them."""
-    return bar_count(parse_musicxml(xml))
-
-
 def roundtrip(interleaved_text: str, name: str = "") -> RoundTrip:
+    """Parse an interleaved piece back to a score and check it has one bar per body line."""
     lines = interleaved_text.splitlines(keepends=True)
     expected = len(body_lines(lines))
     try:
@@ -65,10 +61,14 @@ def roundtrip(interleaved_text: str, name: str = "") -> RoundTrip:
     return RoundTrip(name, ok, expected, bars, "" if ok else f"{bars} bars parsed, {expected} expected", score)
 
 
-def verify_corpus(corpus_dir: str | Path, sample: int = 100, seed: int = 0) -> list[RoundTrip]:
-    """Round-trip a seeded random sample of the corpus's interleaved pieces."""
-    files = sorted((Path(corpus_dir) / "interleaved").glob("*.abc"))
-    if not files:
-        raise FileNotFoundError(f"{corpus_dir}: no interleaved/*.abc (build the corpus first)")
-    chosen = random.Random(seed).sample(files, min(sample, len(files)))
-    return [roundtrip(f.read_text(encoding="utf-8"), f.stem) for f in sorted(chosen)]
+def bar_durations_aligned(lines: list[str]) -> bool:
+    """abctoolkit's check on standard ABC that every voice has as many bars and each bar lasts as long in
+    every voice (NotaGen's alignment check)."""
+    from abctoolkit.check import check_alignment_unrotated
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, bar_no_equal, bar_dur_equal = check_alignment_unrotated(list(lines))
+    except Exception:
+        return False
+    return bool(bar_no_equal and bar_dur_equal)

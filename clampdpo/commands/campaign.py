@@ -22,7 +22,7 @@ def _print_rounds(out: Path, rows: list[dict]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.cli import load_project
+    from clampdpo.args import load_project
 
     project = load_project(args, "campaign.out_dir")
     from orchestration.campaign import run_campaign
@@ -41,12 +41,12 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from orchestration.campaign import load_campaign_config
+    from orchestration.config import campaign_config
     from pipelines.campaign.compare import load_rounds
     from pipelines.campaign.metrics import format_table
     from pipelines.campaign.state import Markers, status
 
-    project, name = load_campaign_config(args.dir)
+    project, name = campaign_config(args.dir)
     markers = Markers(args.dir)
     rows = status(args.dir, project.campaign.rounds)
     done = sum(1 for _, s in rows if s == "done")
@@ -88,7 +88,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from clampdpo.args import add_config_args
 
     p = groups.add_parser("campaign", help="run, resume, inspect and compare CLaMP-DPO campaigns",
                           description="A campaign: corpus → policy (SFT or given) → evaluator and judge (trained or "
@@ -109,10 +109,14 @@ def register(groups: argparse._SubParsersAction) -> None:
     res.add_argument("dir", help="campaign folder")
     res.add_argument("--ray-address", help="run on this Ray cluster instead of a local one")
     res.set_defaults(func=_resume)
-    st = sub.add_parser("status", help="which stages are done, which is next, and the rounds so far")
+    st = sub.add_parser("status", help="which stages are done, which is next, and the rounds so far",
+                        description="Read a campaign folder (nothing is started): every stage with its state and "
+                        "wall time, then the round table of the rounds evaluated so far.")
     st.add_argument("dir", help="campaign folder")
     st.set_defaults(func=_status)
-    cmp_ = sub.add_parser("compare", help="rounds × metrics of campaigns, and a PNG of scores across rounds")
+    cmp_ = sub.add_parser("compare", help="rounds × metrics of campaigns, and a PNG of scores across rounds",
+                          description="Print the round table of each campaign and plot CLaMP score, judge score "
+                          "and validity across rounds, one line per campaign.")
     cmp_.add_argument("dirs", nargs="+", help="campaign folders")
     cmp_.add_argument("--plot", help="PNG to write (default: DIR/compare.png of the first campaign)")
     cmp_.set_defaults(func=_compare)

@@ -5,12 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import CONFIGS_DIR, ProjectConfig, load_config, preset_names
-from pipelines.typed_config import ConfigError, check, describe, from_dict, option
-
-
-def test_there_are_presets():
-    assert {"default", "tiny"} <= set(preset_names())
+from base.typed_config import ConfigError, check, describe, from_dict, option
+from orchestration.config import CONFIGS_DIR, ProjectConfig, load_config, preset_names
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -18,6 +14,10 @@ def test_every_preset_loads(name: str):
     cfg = load_config(name)
     assert isinstance(cfg, ProjectConfig)
     assert load_config(CONFIGS_DIR / f"{name}.yaml") == cfg
+
+
+def test_the_presets_the_readme_names_exist():
+    assert {"default", "full", "tiny"} <= set(preset_names())
 
 
 def test_overrides_are_typed():

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from base.typed_config import option
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking."""
+
+    tracking_uri: Optional[str] = option(None, help="MLflow tracking URI; None = a sqlite store "
+                                                    "(mlflow.db) inside the run's output folder.")
+    experiment: str = option("clampdpo", help="MLflow experiment name.")
 
 
 def tracking_uri(configured: str | None, out_dir: str | Path) -> str:
@@ -64,8 +76,9 @@ class MetricLogger:
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.client:
             return
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]

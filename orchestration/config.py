@@ -1,21 +1,42 @@
-"""The project config: one YAML file with a section per stage, presets in ``configs/``."""
+"""The project config: one YAML file with a section per stage (each stage owns its section's dataclass),
+plus where the work runs (``cluster:``); presets live in ``configs/``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+from base.tracking import TrackingConfig
+from base.typed_config import ConfigError, apply_overrides, check, from_dict, load_yaml, option
 from evaluators.config import EvaluatorConfig
 from models.config import ModelConfig
 from models.sampling_config import SamplingConfig
 from pipelines.campaign.config import CampaignConfig
 from pipelines.data.config import DataConfig
 from pipelines.dpo.config import DPORoundConfig
-from pipelines.train.config import ClusterConfig, SFTConfig, TrackingConfig
-from pipelines.typed_config import ConfigError, apply_overrides, from_dict, load_yaml, option
+from pipelines.train.config import SFTConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class ClusterConfig:
+    """Where Ray Train workers run; shared by SFT and DPO."""
+
+    ray_address: Optional[str] = option(None, help="Ray cluster address ('auto' or host:port); None starts a local "
+                                                   "Ray in this process.")
+    num_workers: int = option(1, help="Training workers (one process each; one GPU each when GPUs are used).")
+    cpus_per_worker: int = option(1, help="CPU cores reserved per training worker.")
+    use_gpu: str = option("auto", help="'auto' (GPUs when the cluster has them), 'yes' or 'no'.")
+    precision: str = option("auto", help="'auto' (bf16 on GPUs that support it, else fp32), 'bf16' or 'fp32'.")
+
+    def __post_init__(self) -> None:
+        check(self.num_workers >= 1, "num_workers", f"must be ≥ 1, got {self.num_workers}")
+        check(self.cpus_per_worker >= 1, "cpus_per_worker", f"must be ≥ 1, got {self.cpus_per_worker}")
+        check(self.use_gpu in ("auto", "yes", "no"), "use_gpu", f"must be auto, yes or no, got {self.use_gpu!r}")
+        check(self.precision in ("auto", "bf16", "fp32"), "precision",
+              f"must be auto, bf16 or fp32, got {self.precision!r}")
 
 
 @dataclass
@@ -57,3 +78,11 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
     data: dict[str, Any] = load_yaml(resolve_config_path(name_or_path)) if name_or_path else {}
     apply_overrides(data, list(overrides or []))
     return from_dict(ProjectConfig, data)
+
+
+def campaign_config(folder: str | Path) -> tuple[ProjectConfig, str]:
+    """The config a campaign folder was started with and its preset name (``resume`` and ``status`` read it)."""
+    from pipelines.campaign.identity import read_state
+
+    state = read_state(folder)
+    return from_dict(ProjectConfig, state["config"]), str(state.get("config_name", ""))

@@ -7,29 +7,30 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestration.config import ProjectConfig
 
 log = logging.getLogger(__name__)
 
 
-def _project(args: argparse.Namespace, out: str | None = None):
-    from pipelines.config import load_config
+def _project(args: argparse.Namespace, out: str | None = None) -> ProjectConfig:
+    from clampdpo.args import load_project
 
-    overrides = list(args.overrides)
-    if out:
-        overrides.append(f"evaluator.out_dir={json.dumps(out)}")
-    return load_config(args.config, overrides)
+    return load_project(args, extra={"evaluator.out_dir": out})
 
 
-def _corpus(project, given: str | None) -> Path:
+def _corpus(project: ProjectConfig, given: str | None) -> Path:
     from pipelines.data.build import ensure_corpus
 
     return Path(given) if given else ensure_corpus(project.data)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from base.typed_config import to_dict
     from evaluators.report import format_report
     from evaluators.train import train_evaluator
-    from pipelines.typed_config import to_dict
 
     project = _project(args, args.out)
     result = train_evaluator(project.evaluator, _corpus(project, args.corpus), project.tracking.tracking_uri,
@@ -72,8 +73,8 @@ def _read_texts(path: Path) -> list[tuple[str, str]]:
 def _features(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from base import atomic
     from evaluators.evaluator import Evaluator
-    from pipelines import atomic
 
     ev = Evaluator.load(args.evaluator, args.device)
     items = _read_texts(Path(args.dir))
@@ -125,7 +126,8 @@ def _add_evaluator_args(parser: argparse.ArgumentParser) -> None:
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from pipelines.cli import add_config_args
+    from clampdpo.args import add_config_args
+    from evaluators.config import PLAGIARISM_THRESHOLD
 
     p = groups.add_parser("evaluator", help="the CLaMP-style music evaluator: train, index, features, score",
                           description="The reward model of CLaMP-DPO: an M3-style music encoder aligned with "
@@ -165,8 +167,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     sc.add_argument("--no-guards", action="store_true", help="CLaMP scores only (no validity / plagiarism)")
     sc.add_argument("--center", action="store_true",
                     help="score on features centred on the ground-truth mean (evaluator.center_features)")
-    sc.add_argument("--plagiarism-cosine", type=float, default=0.95, metavar="C",
-                    help="feature cosine above which a piece is plagiarism (default NotaGen's 0.95; "
+    sc.add_argument("--plagiarism-cosine", type=float, default=PLAGIARISM_THRESHOLD, metavar="C",
+                    help=f"feature cosine above which a piece is plagiarism (default NotaGen's {PLAGIARISM_THRESHOLD}; "
                          "0 calibrates it on the held-out split)")
     sc.set_defaults(func=_score)
 

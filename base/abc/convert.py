@@ -1,0 +1,58 @@
+"""ABC ⇄ MusicXML with W. Vree's converters (shipped by abctoolkit), as NotaGen converts its data.
+
+xml2abc (options ``-d 8 -x``) writes standard (voice-block) ABC; abc2xml goes back. Both are driven
+in-process: starting an interpreter per file would cost more than the conversion itself. Both keep
+module-level state, so this is safe per process, one conversion at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import types
+
+
+class ConversionError(Exception):
+    """A score could not be converted; the message is the reason written for a person."""
+
+
+def _xml2abc_options(unit_length: int) -> types.SimpleNamespace:
+    # The fields xml2abc's command line would set; -d (unit length) and -x (no line-break marks) as NotaGen.
+    return types.SimpleNamespace(u=False, m=0, c=0, d=unit_length, n=0, b=0, o="", v=0, x=True, p=[], j=False,
+                                 t=False, s=False, v1=False, ped=True, stm=False, i=False)
+
+
+def musicxml_to_abc(xml: bytes, unit_length: int = 8) -> str:
+    """Standard (voice-block) ABC for a MusicXML document."""
+    from abctoolkit import xml2abc
+
+    opts = _xml2abc_options(unit_length)
+    out = xml2abc.ABCoutput("piece.abc", "", 0, opts)
+    buf = io.StringIO()
+    out.outfile = buf
+    xml2abc.abcOut = out  # xml2abc's parser writes to this module global
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(io.StringIO()):
+            xml2abc.Parser(opts).parse(io.BytesIO(xml))
+    except Exception as err:  # xml2abc raises bare Exceptions of many kinds on malformed input
+        raise ConversionError(f"xml2abc failed: {type(err).__name__}: {err}") from None
+    text = buf.getvalue()
+    if "occurred:" in log.getvalue() or "V:" not in text:
+        detail = log.getvalue().strip().splitlines()
+        raise ConversionError(f"xml2abc produced no music ({detail[-1] if detail else 'empty output'})")
+    return text
+
+
+def abc_to_musicxml(abc: str) -> bytes:
+    """MusicXML for an ABC tune, by abc2xml (the converter NotaGen uses to go back)."""
+    from abctoolkit import abc2xml
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            docs = abc2xml.getXmlDocs(abc)
+    except Exception as err:
+        raise ConversionError(f"abc2xml failed: {type(err).__name__}: {err}") from None
+    if not docs:
+        raise ConversionError("abc2xml found no tune")
+    return abc2xml.fixDoctype(docs[0]).encode("utf-8")

@@ -1,0 +1,61 @@
+"""``clampdpo``: the command line of every stage, grouped as ``clampdpo <group> <command>``.
+
+Each module of ``clampdpo/commands/`` contributes a ``register(groups)`` function. A command that fails on
+bad input ends with one line naming the file or field and exit code 2 (a usage or config error) or 1 (a
+failure); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from base.typed_config import ConfigError
+
+log = logging.getLogger("clampdpo")
+
+DESCRIPTION = """\
+clampdpo aligns NotaGen-style symbolic-music models with CLaMP-DPO: sample pieces per
+period-composer-instrumentation prompt, score them with a CLaMP-style evaluator against the
+centroid of real pieces, and train on best-vs-worst pairs with DPO, round after round.
+
+Every command reads a typed config (a preset name from configs/ or a YAML file) that any
+`--set section.field=value` overrides; `clampdpo config show` prints the resolved settings."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from clampdpo.commands import campaign, config, data, evaluator, model, train
+
+    parser = argparse.ArgumentParser(prog="clampdpo", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    groups = parser.add_subparsers(dest="group", metavar="<group>", required=True)
+    for module in (data, model, train, evaluator, campaign, config):
+        module.register(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        code = 2 if isinstance(err, ConfigError) else 1
+        what = "bad config" if code == 2 else type(err).__name__
+        log.error("%s: %s", what, " ".join(str(err).split()) or "(no message)")
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
