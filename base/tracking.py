@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 class TrackingConfig:
     """MLflow tracking."""
 
-    tracking_uri: Optional[str] = option(None, help="MLflow tracking URI; None = a sqlite store "
-                                                    "(mlflow.db) inside the run's output folder.")
+    tracking_uri: Optional[str] = option(
+        None, help="MLflow tracking URI; None = a sqlite store (mlflow.db) inside the run's output folder."
+    )
     experiment: str = option("clampdpo", help="MLflow experiment name.")
 
 
@@ -43,7 +44,7 @@ def use_experiment(uri: str, name: str, out_dir: str | Path) -> str:
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     elif not uri.startswith(("http://", "https://", "databricks")):
         location = (Path(out_dir).resolve() / "mlartifacts").as_uri()
     experiment_id = mlflow.create_experiment(name, artifact_location=location)

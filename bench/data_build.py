@@ -35,8 +35,14 @@ def run(workers: int) -> dict:
         build_corpus(cfg, progress=False)
         cached = time.perf_counter() - start
     n = len(result.pieces) + len(result.rejects)
-    return {"workers": workers, "inputs": n, "pieces": len(result.pieces), "seconds": round(seconds, 2),
-            "pieces_per_second": round(n / seconds, 2), "rebuild_seconds": round(cached, 2)}
+    return {
+        "workers": workers,
+        "inputs": n,
+        "pieces": len(result.pieces),
+        "seconds": round(seconds, 2),
+        "pieces_per_second": round(n / seconds, 2),
+        "rebuild_seconds": round(cached, 2),
+    }
 
 
 def main() -> None:
@@ -45,11 +51,16 @@ def main() -> None:
     parser.add_argument("--out-json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     rows = [run(w) for w in args.workers]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     print(f"{'workers':>7} {'inputs':>6} {'pieces':>6} {'seconds':>8} {'pieces/s':>9} {'rebuild s':>9}")
     for r in rows:
-        print(f"{r['workers']:>7} {r['inputs']:>6} {r['pieces']:>6} {r['seconds']:>8} {r['pieces_per_second']:>9} "
-              f"{r['rebuild_seconds']:>9}")
+        print(
+            f"{r['workers']:>7} {r['inputs']:>6} {r['pieces']:>6} {r['seconds']:>8} {r['pieces_per_second']:>9} "
+            f"{r['rebuild_seconds']:>9}"
+        )
     if args.out_json:
         Path(args.out_json).write_text(json.dumps({"cores": os.cpu_count(), "rows": rows}, indent=2))
 

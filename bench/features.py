@@ -46,9 +46,14 @@ def main() -> int:
         torch.manual_seed(0)
         model = ClampModel(ClampConfig.from_size(args.size))
     patches = sum(len(M3Patchilizer().encode(t)) for t in texts)
-    results = {"device": str(args.device), "cpu": platform.processor() or platform.machine(),
-               "threads": torch.get_num_threads(), "pieces": len(texts), "patches": patches,
-               "model_parameters_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
+    results = {
+        "device": str(args.device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "pieces": len(texts),
+        "patches": patches,
+        "model_parameters_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+    }
     for label, bs in (("batch1", 1), (f"batch{args.batch_size}", args.batch_size)):
         extractor = FeatureExtractor(model, args.device, batch_size=bs)
         extractor.extract(texts[:2])  # warm-up (allocations, kernels)

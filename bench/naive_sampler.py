@@ -16,20 +16,27 @@ from models.sampling import filter_probs
 
 
 @torch.inference_mode()
-def naive_sample(model: torch.nn.Module, prompt_lines: list[str], seed: int, max_patches: int, top_k: int = 9,
-                 top_p: float = 0.9, temperature: float = 1.2) -> str:
+def naive_sample(
+    model: torch.nn.Module,
+    prompt_lines: list[str],
+    seed: int,
+    max_patches: int,
+    top_k: int = 9,
+    top_p: float = 0.9,
+    temperature: float = 1.2,
+) -> str:
     rng = np.random.default_rng(seed)
     pz = Patchilizer(patch_size=model.config.patch_size, patch_length=model.config.patch_length)
     patches = pz.encode_prompt(prompt_lines)
     text = "".join(prompt_lines)
     device = next(model.parameters()).device
     for _ in range(max_patches):
-        context = torch.tensor([patches[-model.config.patch_length:]], device=device)
-        h_last = model.model.encode_patches(context)[0][:, -1]              # full recompute per patch
+        context = torch.tensor([patches[-model.config.patch_length :]], device=device)
+        h_last = model.model.encode_patches(context)[0][:, -1]  # full recompute per patch
         chars: list[int] = []
         for _ in range(pz.patch_size):
             prefix = torch.tensor([chars], dtype=torch.long, device=device)
-            hidden = model.model.spell(h_last, prefix)                       # full recompute per char
+            hidden = model.model.spell(h_last, prefix)  # full recompute per char
             probs = filter_probs(model.lm_head(hidden[:, -1]), top_k, top_p, temperature)[0].double().cpu().numpy()
             chars.append(int(rng.choice(len(probs), p=probs / probs.sum())))
         if 2 in chars:

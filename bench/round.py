@@ -56,8 +56,13 @@ def round_report(campaign: Path, k: int) -> list[dict]:
             {"stage": "pairs", "wall_s": wall("pairs"), "compute_s": 0.0},
             {"stage": "dpo", "wall_s": wall("dpo"), "compute_s": train},
         ]
-    rows.append({"stage": "eval", "wall_s": wall("eval"),
-                 "compute_s": _unit_compute(d / "eval" / "samples") + _unit_compute(d / "eval" / "scores")})
+    rows.append(
+        {
+            "stage": "eval",
+            "wall_s": wall("eval"),
+            "compute_s": _unit_compute(d / "eval" / "samples") + _unit_compute(d / "eval" / "scores"),
+        }
+    )
     for r in rows:
         r["overhead_s"] = max(0.0, r["wall_s"] - r["compute_s"])
     return rows
@@ -66,9 +71,11 @@ def round_report(campaign: Path, k: int) -> list[dict]:
 def format_report(rows: list[dict], k: int) -> str:
     total = sum(r["wall_s"] for r in rows)
     over = sum(r["overhead_s"] for r in rows)
-    lines = [f"round {k}: {total:.1f} s in all, orchestration overhead {over:.1f} s "
-             f"({100 * over / max(total, 1e-9):.0f}% outside sampling, scoring and training)",
-             f"{'stage':<8} {'wall s':>8} {'compute s':>10} {'overhead s':>11}"]
+    lines = [
+        f"round {k}: {total:.1f} s in all, orchestration overhead {over:.1f} s "
+        f"({100 * over / max(total, 1e-9):.0f}% outside sampling, scoring and training)",
+        f"{'stage':<8} {'wall s':>8} {'compute s':>10} {'overhead s':>11}",
+    ]
     lines += [f"{r['stage']:<8} {r['wall_s']:>8.1f} {r['compute_s']:>10.1f} {r['overhead_s']:>11.1f}" for r in rows]
     return "\n".join(lines)
 
@@ -91,8 +98,9 @@ def main() -> int:
         from orchestration.config import load_config
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        project = load_config(args.config, args.overrides + [f"campaign.out_dir={args.out}",
-                                                             f"campaign.rounds={max(1, args.round)}"])
+        project = load_config(
+            args.config, args.overrides + [f"campaign.out_dir={args.out}", f"campaign.rounds={max(1, args.round)}"]
+        )
         run_campaign(project, args.config)
     rows = round_report(folder, args.round)
     sys.stdout.write(format_report(rows, args.round) + f"\n(machine: {platform.processor() or platform.machine()})\n")

@@ -54,11 +54,19 @@ def main() -> int:
         return sum(s.chars for s in samples) / (time.perf_counter() - start)
 
     start = time.perf_counter()
-    chars = sum(len(naive_sample(model, PROMPT, seed, args.max_patches)) - len("".join(PROMPT))
-                for seed in range(args.naive_pieces))
+    chars = sum(
+        len(naive_sample(model, PROMPT, seed, args.max_patches)) - len("".join(PROMPT))
+        for seed in range(args.naive_pieces)
+    )
     naive = chars / (time.perf_counter() - start)
-    results = {"device": args.device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor(),
-               "max_patches": args.max_patches, "pieces": args.pieces, "reference_chars_per_s": round(naive, 1)}
+    results = {
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor(),
+        "max_patches": args.max_patches,
+        "pieces": args.pieces,
+        "reference_chars_per_s": round(naive, 1),
+    }
     print(f"{'sampler':<28}{'chars/s':>12}{'× reference':>14}")
     print(f"{'reference (NotaGen, bs 1)':<28}{naive:>12.1f}{1.0:>14.1f}")
     for batch in (1, 16):

@@ -12,14 +12,26 @@ if TYPE_CHECKING:
 
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = "default") -> None:
     """--config/-c and --set: the config options every stage command shares."""
-    parser.add_argument("--config", "-c", default=default, metavar="PRESET|FILE",
-                        help=f"preset name from configs/ or a YAML file (default: {default})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override one config field, e.g. --set data.eval_fraction=0.2 (repeatable)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=default,
+        metavar="PRESET|FILE",
+        help=f"preset name from configs/ or a YAML file (default: {default})",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field, e.g. --set data.eval_fraction=0.2 (repeatable)",
+    )
 
 
-def load_project(args: argparse.Namespace, out_field: str | None = None,
-                 extra: dict[str, object] | None = None) -> ProjectConfig:
+def load_project(
+    args: argparse.Namespace, out_field: str | None = None, extra: dict[str, object] | None = None
+) -> ProjectConfig:
     """The config of a command: --config and --set, then --out (into ``out_field``), --ray-address and the
     command's own flags (``extra``: dotted field → value, None values skipped)."""
     from orchestration.config import load_config

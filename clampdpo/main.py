@@ -27,8 +27,9 @@ Every command reads a typed config (a preset name from configs/ or a YAML file) 
 def build_parser() -> argparse.ArgumentParser:
     from clampdpo.commands import campaign, config, data, evaluator, model, train
 
-    parser = argparse.ArgumentParser(prog="clampdpo", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="clampdpo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

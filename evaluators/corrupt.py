@@ -32,7 +32,7 @@ def split_voices(line: str) -> tuple[str, list[tuple[str, str]]]:
     parts = []
     for k, m in enumerate(labels):
         end = labels[k + 1].start() if k + 1 < len(labels) else len(body)
-        parts.append((m.group(0), body[m.end():end]))
+        parts.append((m.group(0), body[m.end() : end]))
     return body[: labels[0].start()], parts
 
 
@@ -65,6 +65,7 @@ _STEPS = "CDEFGABcdefgab"
 
 def jitter_notes(text: str, rng: random.Random, p: float = 0.8) -> str:
     """Each note letter moved one or two scale steps up or down with probability ``p`` (training)."""
+
     def move(m: re.Match) -> str:
         if m.group(1) or rng.random() >= p:
             return m.group(0)

@@ -82,11 +82,12 @@ def crop(patches: list[list[int]], length: int, rng: random.Random) -> list[list
     if choice == "tail":
         return patches[-length:]
     start = rng.randint(1, len(patches) - length)
-    return patches[start:start + length]
+    return patches[start : start + length]
 
 
-def mask_patches(patches: list[list[int]], ratio: float, rng: random.Random,
-                 mode: str | None = None) -> tuple[list[list[int]], list[int]]:
+def mask_patches(
+    patches: list[list[int]], ratio: float, rng: random.Random, mode: str | None = None
+) -> tuple[list[list[int]], list[int]]:
     """M3's corruption: ceil(ratio·n) patches selected; per sequence 80% masked, 10% chars shuffled inside,
     10% kept. Returns (inputs, selected flags). ``mode`` forces one of mask / shuffle / original."""
     n = len(patches)
@@ -123,8 +124,9 @@ class Batches:
         rng = random.Random(self.seed * 1_000_003 + step)
         return rng, rng.sample(range(len(self.pieces)), min(batch_size, len(self.pieces)))
 
-    def masked(self, step: int, batch_size: int, ratio: float, mode: str | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def masked(
+        self, step: int, batch_size: int, ratio: float, mode: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(inputs, patch mask, selected flags, targets) of a masked-patch step."""
         rng, idx = self._pick(step, batch_size)
         targets, inputs, selected = [], [], []
@@ -142,8 +144,9 @@ class Batches:
             sel[i, : len(s)] = torch.tensor(s)
         return input_ids, mask, sel, target_ids
 
-    def paired(self, step: int, batch_size: int, text_dropout: bool, hard_negatives: list[str] | tuple = ()
-               ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    def paired(
+        self, step: int, batch_size: int, text_dropout: bool, hard_negatives: list[str] | tuple = ()
+    ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """(texts, patches, mask, negatives): ``negatives`` is (patches, mask) of one corrupted copy per
         piece (a training corruption, cropped like its piece) or None."""
         from evaluators.corrupt import TRAINING_CORRUPTIONS
@@ -159,8 +162,9 @@ class Batches:
             negatives = pad_patches(bad, self.patchilizer.patch_size, PAD_ID)
         return texts, ids, mask, negatives
 
-    def corrupt_crop(self, patches: list[list[int]], corruption: Callable[[str, random.Random], str],
-                     rng: random.Random) -> list[list[int]]:
+    def corrupt_crop(
+        self, patches: list[list[int]], corruption: Callable[[str, random.Random], str], rng: random.Random
+    ) -> list[list[int]]:
         """A corrupted copy of exactly the material of a training crop.
 
         Corrupting the whole piece and cropping that would, for a piece longer than the crop, give a negative

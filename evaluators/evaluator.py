@@ -37,24 +37,36 @@ class Reference:
     corpus: str = ""
 
     def save(self, path: str | Path) -> None:
-        atomic.write_npz(path, ids=np.array(self.ids), prompts=np.array(self.prompts),
-                         composers=np.array(self.composers), splits=np.array(self.splits),
-                         features=self.features.astype(np.float32), corpus=np.array(self.corpus))
+        atomic.write_npz(
+            path,
+            ids=np.array(self.ids),
+            prompts=np.array(self.prompts),
+            composers=np.array(self.composers),
+            splits=np.array(self.splits),
+            features=self.features.astype(np.float32),
+            corpus=np.array(self.corpus),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:
         with np.load(path) as z:
-            return cls([str(x) for x in z["ids"]], [str(x) for x in z["prompts"]],
-                       [str(x) for x in z["composers"]], [str(x) for x in z["splits"]],
-                       z["features"], str(z["corpus"]))
+            return cls(
+                [str(x) for x in z["ids"]],
+                [str(x) for x in z["prompts"]],
+                [str(x) for x in z["composers"]],
+                [str(x) for x in z["splits"]],
+                z["features"],
+                str(z["corpus"]),
+            )
 
     def centred(self) -> tuple[Reference, np.ndarray | None]:
         """The same rows with the mean feature subtracted, and that mean (None for an empty reference)."""
         if not len(self.features):
             return self, None
         offset = self.features.mean(0)
-        return Reference(self.ids, self.prompts, self.composers, self.splits, self.features - offset,
-                         self.corpus), offset
+        return Reference(
+            self.ids, self.prompts, self.composers, self.splits, self.features - offset, self.corpus
+        ), offset
 
     def scoring(self, center: bool) -> tuple[Reference, np.ndarray | None]:
         """The reference in the space scores are computed in, and the offset samples are moved by: centred on
@@ -63,9 +75,14 @@ class Reference:
 
     def select(self, splits: tuple[str, ...]) -> Reference:
         keep = [i for i, s in enumerate(self.splits) if s in splits]
-        return Reference([self.ids[i] for i in keep], [self.prompts[i] for i in keep],
-                         [self.composers[i] for i in keep], [self.splits[i] for i in keep],
-                         self.features[keep], self.corpus)
+        return Reference(
+            [self.ids[i] for i in keep],
+            [self.prompts[i] for i in keep],
+            [self.composers[i] for i in keep],
+            [self.splits[i] for i in keep],
+            self.features[keep],
+            self.corpus,
+        )
 
 
 @dataclass
@@ -95,8 +112,14 @@ class ScoreRecord:
 class Evaluator:
     """Scores pieces against the centroids of ground-truth pieces of their prompts."""
 
-    def __init__(self, extractor: FeatureExtractor, reference: Reference, splits: tuple[str, ...] = ("train", "eval"),
-                 plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD, center: bool = False):
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        reference: Reference,
+        splits: tuple[str, ...] = ("train", "eval"),
+        plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD,
+        center: bool = False,
+    ):
         self.extractor = extractor
         # Centring: features minus the mean ground-truth feature, before any cosine. A small evaluator
         # trained here puts every piece in a narrow cone (cosines to any centroid ≈ 0.9), which hides the
@@ -114,26 +137,44 @@ class Evaluator:
         self._ref_texts: dict[str, list[str]] | None = None
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, batch_size: int = 16,
-             splits: tuple[str, ...] = ("train", "eval"),
-             plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD, center: bool = False) -> Evaluator:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        batch_size: int = 16,
+        splits: tuple[str, ...] = ("train", "eval"),
+        plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD,
+        center: bool = False,
+    ) -> Evaluator:
         from evaluators.model import ClampModel
 
         path = Path(path)
         if not (path / "model").is_dir() or not (path / "reference.npz").is_file():
-            raise FileNotFoundError(f"{path}: not an evaluator folder (needs model/ and reference.npz; "
-                                    "train one with `clampdpo evaluator train`)")
+            raise FileNotFoundError(
+                f"{path}: not an evaluator folder (needs model/ and reference.npz; "
+                "train one with `clampdpo evaluator train`)"
+            )
         model = ClampModel.from_pretrained(path / "model")
         cache = FeatureCache(path / "feature_cache.npz")
-        return cls(FeatureExtractor(model, device, batch_size, cache), Reference.load(path / "reference.npz"), splits,
-                   plagiarism_cosine, center)
+        return cls(
+            FeatureExtractor(model, device, batch_size, cache),
+            Reference.load(path / "reference.npz"),
+            splits,
+            plagiarism_cosine,
+            center,
+        )
 
     @classmethod
     def for_config(cls, path: str | Path, cfg: EvaluatorConfig, device: str | None = None) -> Evaluator:
         """The evaluator in ``path`` read the way its config section says (centring, plagiarism cosine,
         feature batch size, device): what a campaign's scorer loads for the reward and for the judge."""
-        return cls.load(path, device or cfg.device, cfg.feature_batch_size,
-                        plagiarism_cosine=cfg.plagiarism_cosine, center=cfg.center_features)
+        return cls.load(
+            path,
+            device or cfg.device,
+            cfg.feature_batch_size,
+            plagiarism_cosine=cfg.plagiarism_cosine,
+            center=cfg.center_features,
+        )
 
     @property
     def prompts(self) -> list[str]:
@@ -154,8 +195,14 @@ class Evaluator:
                     self._ref_texts[p].append(f.read_text(encoding="utf-8"))
         return self._ref_texts.get(prompt, [])
 
-    def score(self, abc_texts: list[str], prompts: list[str], guards_on: bool = True,
-              with_features: bool = False, progress: bool = False) -> list[ScoreRecord]:
+    def score(
+        self,
+        abc_texts: list[str],
+        prompts: list[str],
+        guards_on: bool = True,
+        with_features: bool = False,
+        progress: bool = False,
+    ) -> list[ScoreRecord]:
         """One record per (interleaved ABC, prompt): CLaMP score and, with ``guards_on``, validity,
         plagiarism and pitch-class entropy. A missing or empty text scores nan and is invalid."""
         if len(abc_texts) != len(prompts):
@@ -174,19 +221,37 @@ class Evaluator:
             centroid = self.centroids.get(prompt)
             score = float(cosine(f[None], centroid)[0]) if ok and centroid is not None else math.nan
             # centred features have a zero global mean: there is no global score then
-            global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok and self.offset is None \
-                else math.nan
-            rec = ScoreRecord(prompt, score, global_score, False, False, False, "", False, math.nan, math.nan,
-                              math.nan, f.tolist() if with_features else [])
+            global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok and self.offset is None else math.nan
+            rec = ScoreRecord(
+                prompt,
+                score,
+                global_score,
+                False,
+                False,
+                False,
+                "",
+                False,
+                math.nan,
+                math.nan,
+                math.nan,
+                f.tolist() if with_features else [],
+            )
             if guards_on and ok:
                 v = check_validity(text)
                 rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
                 keep = self._rows_of.get(prompt, [])
-                [plag] = guards.plagiarism([text], f[None], self.reference_texts(prompt),
-                                           ref_feats[keep] if keep else np.zeros((0, feats.shape[1])),
-                                           feature_threshold=self.plagiarism_cosine)
+                [plag] = guards.plagiarism(
+                    [text],
+                    f[None],
+                    self.reference_texts(prompt),
+                    ref_feats[keep] if keep else np.zeros((0, feats.shape[1])),
+                    feature_threshold=self.plagiarism_cosine,
+                )
                 rec.plagiarism, rec.max_feature_cosine, rec.max_text_similarity = (
-                    plag.plagiarism, plag.max_feature_cosine, plag.max_text_similarity)
+                    plag.plagiarism,
+                    plag.max_feature_cosine,
+                    plag.max_text_similarity,
+                )
                 rec.pitch_class_entropy = guards.pitch_class_entropy(text, v.score) if v.parses else math.nan
             elif not ok:
                 rec.invalid_reason = "empty piece"

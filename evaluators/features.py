@@ -81,8 +81,13 @@ class FeatureCache:
 class FeatureExtractor:
     """Batched global features of ABC texts with a :class:`ClampModel`."""
 
-    def __init__(self, model: ClampModel, device: str | torch.device | None = None, batch_size: int = 16,
-                 cache: FeatureCache | None = None):
+    def __init__(
+        self,
+        model: ClampModel,
+        device: str | torch.device | None = None,
+        batch_size: int = 16,
+        cache: FeatureCache | None = None,
+    ):
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
@@ -121,7 +126,7 @@ class FeatureExtractor:
             weights: dict[str, float] = {}
             bar = tqdm(total=len(jobs), desc="features", unit="window", disable=not progress)
             for start in range(0, len(jobs), self.batch_size):
-                chunk = jobs[start:start + self.batch_size]
+                chunk = jobs[start : start + self.batch_size]
                 feats = self._encode([j[1] for j in chunk])
                 for (key, _, weight), f in zip(chunk, feats):
                     sums[key] = sums.get(key, 0) + weight * f.astype(np.float64)

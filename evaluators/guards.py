@@ -26,12 +26,18 @@ class Plagiarism:
     nearest_reference: int  # index of the reference with the highest feature cosine
 
 
-def plagiarism(texts: list[str], features: np.ndarray, ref_texts: list[str], ref_features: np.ndarray,
-               threshold: float = PLAGIARISM_THRESHOLD, feature_threshold: float | None = None) -> list[Plagiarism]:
+def plagiarism(
+    texts: list[str],
+    features: np.ndarray,
+    ref_texts: list[str],
+    ref_features: np.ndarray,
+    threshold: float = PLAGIARISM_THRESHOLD,
+    feature_threshold: float | None = None,
+) -> list[Plagiarism]:
     """NotaGen's two rules: feature cosine > threshold to any single reference (its code), or Levenshtein
     similarity > threshold (its README); ``feature_threshold`` (default: ``threshold``) sets the first rule
-    apart for an evaluator whose features are less spread than CLaMP 2's. Only references whose length could reach the threshold are
-    compared by text, which keeps this linear in practice."""
+    apart for an evaluator whose features are less spread than CLaMP 2's. Only references whose length could
+    reach the threshold are compared by text, which keeps this linear in practice."""
     if not len(ref_texts):
         return [Plagiarism(False, 0.0, 0.0, -1) for _ in texts]
     feature_threshold = threshold if feature_threshold is None else feature_threshold
@@ -42,10 +48,14 @@ def plagiarism(texts: list[str], features: np.ndarray, ref_texts: list[str], ref
         j = int(sims[i].argmax())
         n = len(text)
         near = np.nonzero((ref_lengths >= threshold * n) & (n >= threshold * ref_lengths))[0]
-        best_text = max((Levenshtein.normalized_similarity(text, ref_texts[k], score_cutoff=threshold)
-                         for k in near), default=0.0)
-        out.append(Plagiarism(bool(sims[i, j] > feature_threshold or best_text > threshold), float(sims[i, j]),
-                              float(best_text), j))
+        best_text = max(
+            (Levenshtein.normalized_similarity(text, ref_texts[k], score_cutoff=threshold) for k in near), default=0.0
+        )
+        out.append(
+            Plagiarism(
+                bool(sims[i, j] > feature_threshold or best_text > threshold), float(sims[i, j]), float(best_text), j
+            )
+        )
     return out
 
 
@@ -111,8 +121,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
-def set_metrics(features: np.ndarray, prompts: list[str], ref_features: np.ndarray,
-                ref_prompts: list[str]) -> dict[str, float]:
+def set_metrics(
+    features: np.ndarray, prompts: list[str], ref_features: np.ndarray, ref_prompts: list[str]
+) -> dict[str, float]:
     """Per-prompt diversity (mean pairwise cosine) and Fréchet distance to the prompt's ground truth,
     averaged over prompts with enough samples; keys are stable metric names. Rows with nan are skipped."""
     by_prompt: dict[str, list[int]] = {}
@@ -129,5 +140,7 @@ def set_metrics(features: np.ndarray, prompts: list[str], ref_features: np.ndarr
         ref = ref_features[ref_rows.get(p, [])]
         if len(idx) >= 2 and len(ref) >= 2:
             fmd.append(frechet_distance(features[idx], ref))
-    return {"diversity/mean_pairwise_cosine": float(np.mean(div)) if div else math.nan,
-            "frechet/mean_per_prompt": float(np.mean(fmd)) if fmd else math.nan}
+    return {
+        "diversity/mean_pairwise_cosine": float(np.mean(div)) if div else math.nan,
+        "frechet/mean_per_prompt": float(np.mean(fmd)) if fmd else math.nan,
+    }

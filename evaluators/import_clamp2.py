@@ -20,12 +20,16 @@ from evaluators.model import ClampConfig, ClampModel
 
 log = logging.getLogger(__name__)
 
-M3_PREFIXES = {"encoder.patch_embedding.": "music_encoder.patch_embedding.",
-               "encoder.base.": "music_encoder.base.",
-               "decoder.base.": "music_decoder.base."}
-CLAMP2_PREFIXES = {"symbolic_model.patch_embedding.": "music_encoder.patch_embedding.",
-                   "symbolic_model.base.": "music_encoder.base.",
-                   "symbolic_proj.": "music_proj."}
+M3_PREFIXES = {
+    "encoder.patch_embedding.": "music_encoder.patch_embedding.",
+    "encoder.base.": "music_encoder.base.",
+    "decoder.base.": "music_decoder.base.",
+}
+CLAMP2_PREFIXES = {
+    "symbolic_model.patch_embedding.": "music_encoder.patch_embedding.",
+    "symbolic_model.base.": "music_encoder.base.",
+    "symbolic_proj.": "music_proj.",
+}
 # Parts of the checkpoints we do not use: BERT's pooler, buffers, CLaMP 2's XLM-R text side.
 IGNORED_PARTS = (".pooler.", "embeddings.position_ids", ".attn.bias", ".attn.masked_bias")
 IGNORED_PREFIXES = ("text_model.", "text_proj.", "logit_scale")
@@ -38,7 +42,7 @@ def map_names(state: dict[str, torch.Tensor], prefixes: dict[str, str], source: 
             continue
         for old, new in prefixes.items():
             if name.startswith(old):
-                out[new + name[len(old):]] = tensor
+                out[new + name[len(old) :]] = tensor
                 break
         else:
             raise CheckpointError(f"{source}: unexpected parameter {name!r} (not an M3 / CLaMP 2 music-side name)")
@@ -52,8 +56,15 @@ def infer_config(state: dict[str, torch.Tensor]) -> ClampConfig:
     layers = len({k.split(".")[4] for k in state if k.startswith("symbolic_model.base.encoder.layer.")})
     proj = state["symbolic_proj.weight"].shape[0]
     positions = state["symbolic_model.base.embeddings.position_embeddings.weight"].shape[0]
-    return ClampConfig(hidden_size=hidden, num_layers=layers, projection_size=proj, patch_size=flat // 128,
-                       patch_length=positions, text_hidden_size=hidden, dropout=0.0)
+    return ClampConfig(
+        hidden_size=hidden,
+        num_layers=layers,
+        projection_size=proj,
+        patch_size=flat // 128,
+        patch_length=positions,
+        text_hidden_size=hidden,
+        dropout=0.0,
+    )
 
 
 def convert(m3: dict[str, torch.Tensor], clamp2: dict[str, torch.Tensor]) -> ClampModel:
@@ -68,8 +79,11 @@ def convert(m3: dict[str, torch.Tensor], clamp2: dict[str, torch.Tensor]) -> Cla
     mapped = map_names({k: v for k, v in m3.items() if k.startswith("decoder.")}, M3_PREFIXES, "M3 checkpoint")
     mapped.update(map_names(clamp2, CLAMP2_PREFIXES, "CLaMP 2 checkpoint"))
     own = model.state_dict()
-    music = {k for k in own if k.startswith(("music_encoder.", "music_decoder.", "music_proj."))
-             and not any(p in k for p in IGNORED_PARTS)}
+    music = {
+        k
+        for k in own
+        if k.startswith(("music_encoder.", "music_decoder.", "music_proj.")) and not any(p in k for p in IGNORED_PARTS)
+    }
     missing = sorted(music - set(mapped) - {"music_decoder.base.lm_head.weight"})  # lm_head is tied to wte
     extra = sorted(set(mapped) - set(own))
     if missing:
@@ -78,8 +92,9 @@ def convert(m3: dict[str, torch.Tensor], clamp2: dict[str, torch.Tensor]) -> Cla
         raise CheckpointError(f"unexpected parameters: {', '.join(extra[:5])}" + (" ..." if len(extra) > 5 else ""))
     for name, tensor in mapped.items():
         if own[name].shape != tensor.shape:
-            raise CheckpointError(f"{name}: shape {tuple(tensor.shape)} in the checkpoint, "
-                                  f"{tuple(own[name].shape)} expected")
+            raise CheckpointError(
+                f"{name}: shape {tuple(tensor.shape)} in the checkpoint, {tuple(own[name].shape)} expected"
+            )
     model.load_state_dict(mapped, strict=False)
     return model
 
@@ -88,6 +103,10 @@ def import_clamp2(m3_path: str | Path, clamp2_path: str | Path, out_dir: str | P
     """Write ``OUT_DIR/model`` (safetensors); index it on a corpus with ``clampdpo evaluator index``."""
     model = convert(read_state_dict(m3_path), read_state_dict(clamp2_path))
     path = atomic.write_dir(Path(out_dir) / "model", model.save_pretrained)
-    log.info("imported CLaMP 2 music side (%d layers, hidden %d) into %s", model.config.num_layers,
-             model.config.hidden_size, path)
+    log.info(
+        "imported CLaMP 2 music side (%d layers, hidden %d) into %s",
+        model.config.num_layers,
+        model.config.hidden_size,
+        path,
+    )
     return path

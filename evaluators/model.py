@@ -29,10 +29,20 @@ TEXT_LENGTH = 128  # characters of metadata text (CLaMP 2: 128 XLM-R tokens)
 class ClampConfig(PretrainedConfig):
     model_type = "clampdpo_evaluator"
 
-    def __init__(self, hidden_size: int = 768, num_layers: int = 12, decoder_layers: int = 3,
-                 text_layers: int = 6, text_hidden_size: int = 768, projection_size: int = 768,
-                 patch_size: int = PATCH_SIZE, patch_length: int = PATCH_LENGTH, text_length: int = TEXT_LENGTH,
-                 dropout: float = 0.1, **kwargs):
+    def __init__(
+        self,
+        hidden_size: int = 768,
+        num_layers: int = 12,
+        decoder_layers: int = 3,
+        text_layers: int = 6,
+        text_hidden_size: int = 768,
+        projection_size: int = 768,
+        patch_size: int = PATCH_SIZE,
+        patch_length: int = PATCH_LENGTH,
+        text_length: int = TEXT_LENGTH,
+        dropout: float = 0.1,
+        **kwargs,
+    ):
         kwargs.setdefault("tie_word_embeddings", True)  # the char decoder's LM head is its embedding
         super().__init__(**kwargs)
         self.hidden_size = hidden_size
@@ -54,22 +64,44 @@ class ClampConfig(PretrainedConfig):
 
     def music_bert(self) -> BertConfig:
         # vocab 1: CLaMP 2 feeds inputs_embeds, the word embedding is never used
-        return BertConfig(vocab_size=1, hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
-                          num_attention_heads=max(1, self.hidden_size // 64), intermediate_size=self.hidden_size * 4,
-                          max_position_embeddings=self.patch_length, hidden_dropout_prob=self.dropout,
-                          attention_probs_dropout_prob=self.dropout)
+        return BertConfig(
+            vocab_size=1,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=max(1, self.hidden_size // 64),
+            intermediate_size=self.hidden_size * 4,
+            max_position_embeddings=self.patch_length,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+        )
 
     def char_decoder(self) -> GPT2Config:
-        return GPT2Config(vocab_size=VOCAB_SIZE, n_positions=self.patch_size, n_embd=self.hidden_size,
-                          n_layer=self.decoder_layers, n_head=max(1, self.hidden_size // 64),
-                          n_inner=self.hidden_size * 4, resid_pdrop=self.dropout, embd_pdrop=self.dropout,
-                          attn_pdrop=self.dropout, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+        return GPT2Config(
+            vocab_size=VOCAB_SIZE,
+            n_positions=self.patch_size,
+            n_embd=self.hidden_size,
+            n_layer=self.decoder_layers,
+            n_head=max(1, self.hidden_size // 64),
+            n_inner=self.hidden_size * 4,
+            resid_pdrop=self.dropout,
+            embd_pdrop=self.dropout,
+            attn_pdrop=self.dropout,
+            bos_token_id=BOS_ID,
+            eos_token_id=EOS_ID,
+            pad_token_id=PAD_ID,
+        )
 
     def text_bert(self) -> BertConfig:
-        return BertConfig(vocab_size=VOCAB_SIZE, hidden_size=self.text_hidden_size,
-                          num_hidden_layers=self.text_layers, num_attention_heads=max(1, self.text_hidden_size // 64),
-                          intermediate_size=self.text_hidden_size * 4, max_position_embeddings=self.text_length,
-                          hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.dropout)
+        return BertConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=self.text_hidden_size,
+            num_hidden_layers=self.text_layers,
+            num_attention_heads=max(1, self.text_hidden_size // 64),
+            intermediate_size=self.text_hidden_size * 4,
+            max_position_embeddings=self.text_length,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+        )
 
 
 class M3PatchEncoder(nn.Module):
@@ -170,8 +202,9 @@ class ClampModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ music side
 
-    def masked_patch_loss(self, inputs: torch.Tensor, mask: torch.Tensor, selected: torch.Tensor,
-                          targets: torch.Tensor) -> torch.Tensor:
+    def masked_patch_loss(
+        self, inputs: torch.Tensor, mask: torch.Tensor, selected: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
         """M3's pre-training loss: rebuild the selected (masked / shuffled / kept) patches."""
         hidden = self.music_encoder(inputs, mask)
         pick = selected.bool()
@@ -184,9 +217,14 @@ class ClampModel(PreTrainedModel):
     def text_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.text_proj(average_pool(self.text_encoder(ids, mask), mask))
 
-    def contrastive(self, text_ids: torch.Tensor, text_mask: torch.Tensor, patches: torch.Tensor,
-                    patch_mask: torch.Tensor, negatives: tuple[torch.Tensor, torch.Tensor] | None = None
-                    ) -> ContrastiveOutput:
+    def contrastive(
+        self,
+        text_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        patches: torch.Tensor,
+        patch_mask: torch.Tensor,
+        negatives: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> ContrastiveOutput:
         """Symmetric InfoNCE; texts that are identical in the batch count as positives for each other.
 
         ``negatives`` (patches, mask) are extra music columns that match no text (corrupted copies): they
@@ -203,8 +241,10 @@ class ClampModel(PreTrainedModel):
             n = F.normalize(self.music_features(*negatives), dim=-1)
             text_logits = torch.cat([logits, scale * t @ n.t()], dim=1)
             target = torch.cat([target, torch.zeros(len(t), len(n), device=target.device)], dim=1)
-        loss = 0.5 * (torch.sum(-target * F.log_softmax(text_logits, 1), 1).mean()
-                      + torch.sum(-(same / same.sum(0, keepdim=True)).t() * F.log_softmax(logits.t(), 1), 1).mean())
+        loss = 0.5 * (
+            torch.sum(-target * F.log_softmax(text_logits, 1), 1).mean()
+            + torch.sum(-(same / same.sum(0, keepdim=True)).t() * F.log_softmax(logits.t(), 1), 1).mean()
+        )
         best = text_logits.argmax(1, keepdim=True)
         accuracy = (target.gather(1, best) > 0).float().mean()
         return ContrastiveOutput(loss=loss, logits_per_text=text_logits, text_to_music_accuracy=accuracy)

@@ -15,9 +15,15 @@ from evaluators.model import ClampModel
 from evaluators.scores import GLOBAL, centroids, cosine, cosine_matrix, nearest
 
 
-def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out: list[Piece],
-                      min_pieces: int = 5, seed: int = 0, model: ClampModel | None = None,
-                      center: bool = False) -> dict[str, float]:
+def evaluation_report(
+    extractor: FeatureExtractor,
+    train: list[Piece],
+    held_out: list[Piece],
+    min_pieces: int = 5,
+    seed: int = 0,
+    model: ClampModel | None = None,
+    center: bool = False,
+) -> dict[str, float]:
     """Metrics of an evaluator on held-out pieces, with train pieces as the ground truth.
 
     ``center`` measures centroids and scores on features minus the mean train feature, the score an
@@ -95,21 +101,29 @@ def evaluation_report(extractor: FeatureExtractor, train: list[Piece], held_out:
 def format_report(report: dict[str, float]) -> str:
     lines = []
     if "composer/accuracy" in report:
-        lines.append(f"composer by nearest centroid: {report['composer/accuracy']:.1%} on "
-                     f"{int(report['composer/held_out_pieces'])} held-out pieces, {int(report['composer/classes'])} "
-                     f"composers (chance {report['composer/chance']:.1%}, majority class "
-                     f"{report['composer/majority']:.1%}); {report['composer/accuracy'] / report['composer/chance']:.1f}× chance")
+        lines.append(
+            f"composer by nearest centroid: {report['composer/accuracy']:.1%} on "
+            f"{int(report['composer/held_out_pieces'])} held-out pieces, {int(report['composer/classes'])} "
+            f"composers (chance {report['composer/chance']:.1%}, majority class "
+            f"{report['composer/majority']:.1%}); {report['composer/accuracy'] / report['composer/chance']:.1f}× chance"
+        )
     if "prompt/margin" in report:
-        lines.append(f"own-prompt centroid {report['prompt/own_score']:.3f} vs other prompts "
-                     f"{report['prompt/other_score']:.3f}: mean margin {report['prompt/margin']:+.3f} "
-                     f"(own prompt best for {report['prompt/own_is_best']:.1%})")
+        lines.append(
+            f"own-prompt centroid {report['prompt/own_score']:.3f} vs other prompts "
+            f"{report['prompt/other_score']:.3f}: mean margin {report['prompt/margin']:+.3f} "
+            f"(own prompt best for {report['prompt/own_is_best']:.1%})"
+        )
         space = " (centred features)" if report.get("score/centred") else ""
-        lines.append(f"real pieces{space} {report['corrupt/real_score']:.4f} vs bars shuffled across voices "
-                     f"{report['corrupt/shuffled_bars_score']:.4f} (real higher for "
-                     f"{report['corrupt/real_beats_shuffled_bars']:.1%}) vs random notes "
-                     f"{report['corrupt/random_notes_score']:.4f} (real higher for "
-                     f"{report['corrupt/real_beats_random_notes']:.1%})")
+        lines.append(
+            f"real pieces{space} {report['corrupt/real_score']:.4f} vs bars shuffled across voices "
+            f"{report['corrupt/shuffled_bars_score']:.4f} (real higher for "
+            f"{report['corrupt/real_beats_shuffled_bars']:.1%}) vs random notes "
+            f"{report['corrupt/random_notes_score']:.4f} (real higher for "
+            f"{report['corrupt/real_beats_random_notes']:.1%})"
+        )
     if "retrieval/text_to_music_top1" in report:
-        lines.append(f"text→music retrieval: top-1 {report['retrieval/text_to_music_top1']:.1%}, "
-                     f"top-5 {report['retrieval/text_to_music_top5']:.1%}")
+        lines.append(
+            f"text→music retrieval: top-1 {report['retrieval/text_to_music_top1']:.1%}, "
+            f"top-5 {report['retrieval/text_to_music_top5']:.1%}"
+        )
     return "\n".join(lines)

@@ -51,8 +51,9 @@ def build_model(cfg: EvaluatorConfig) -> ClampModel:
 class _Phase:
     """A constant-after-warm-up AdamW phase (CLaMP 2's schedule) with a step/time budget."""
 
-    def __init__(self, model: ClampModel, cfg: EvaluatorConfig, params: list, steps: int, seconds: float | None,
-                 lr: float):
+    def __init__(
+        self, model: ClampModel, cfg: EvaluatorConfig, params: list, steps: int, seconds: float | None, lr: float
+    ):
         self.peak = lr
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         self.cfg, self.steps, self.deadline = cfg, steps, (time.monotonic() + seconds) if seconds else None
@@ -78,8 +79,15 @@ def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def pretrain(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: Batches, device: torch.device,
-             log_metrics: LogMetrics, seconds: float | None) -> int:
+def pretrain(
+    model: ClampModel,
+    cfg: EvaluatorConfig,
+    train: Batches,
+    held: Batches,
+    device: torch.device,
+    log_metrics: LogMetrics,
+    seconds: float | None,
+) -> int:
     music = [p for n, p in model.named_parameters() if n.startswith(("music_encoder.", "music_decoder."))]
     phase = _Phase(model, cfg, music, cfg.pretrain_steps, seconds, cfg.lr)
     bar = tqdm(range(cfg.pretrain_steps), desc="evaluator pretrain", unit="step")
@@ -114,8 +122,16 @@ def _masked_eval(model: ClampModel, cfg: EvaluatorConfig, held: Batches, device:
     return float(np.mean(losses))
 
 
-def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: Batches, device: torch.device,
-                log_metrics: LogMetrics, seconds: float | None, offset: int) -> int:
+def contrastive(
+    model: ClampModel,
+    cfg: EvaluatorConfig,
+    train: Batches,
+    held: Batches,
+    device: torch.device,
+    log_metrics: LogMetrics,
+    seconds: float | None,
+    offset: int,
+) -> int:
     params = [p for n, p in model.named_parameters() if not n.startswith("music_decoder.")]
     phase = _Phase(model, cfg, params, cfg.contrastive_steps, seconds, cfg.contrastive_lr)
     bar = tqdm(range(cfg.contrastive_steps), desc="evaluator contrastive", unit="step")
@@ -132,8 +148,14 @@ def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: B
         done = step + 1
         bar.set_postfix(loss=f"{out.loss.item():.3f}")
         if done % cfg.log_every == 0:
-            log_metrics({"contrastive/loss": out.loss.item(), "contrastive/accuracy": out.text_to_music_accuracy.item(),
-                         "contrastive/temperature": float(1 / model.logit_scale.detach().exp())}, offset + done)
+            log_metrics(
+                {
+                    "contrastive/loss": out.loss.item(),
+                    "contrastive/accuracy": out.text_to_music_accuracy.item(),
+                    "contrastive/temperature": float(1 / model.logit_scale.detach().exp()),
+                },
+                offset + done,
+            )
         last = done == cfg.contrastive_steps or phase.out_of_time()
         if done % cfg.eval_every == 0 or last:
             model.eval()
@@ -141,8 +163,13 @@ def contrastive(model: ClampModel, cfg: EvaluatorConfig, train: Batches, held: B
                 texts, ids, mask, _ = held.paired(10_000, cfg.batch_size, False)
                 t_ids, t_mask = text_ids(texts, model.config.text_length)
                 ev = model.contrastive(t_ids.to(device), t_mask.to(device), ids.to(device), mask.to(device))
-            log_metrics({"contrastive/eval_loss": ev.loss.item(),
-                         "contrastive/eval_accuracy": ev.text_to_music_accuracy.item()}, offset + done)
+            log_metrics(
+                {
+                    "contrastive/eval_loss": ev.loss.item(),
+                    "contrastive/eval_accuracy": ev.text_to_music_accuracy.item(),
+                },
+                offset + done,
+            )
         if last:
             break
     return done
@@ -165,8 +192,13 @@ def build_reference(extractor: FeatureExtractor, corpus: Path, pieces: dict[str,
     return Reference(ids, prompts, composers, splits, feats, str(corpus.resolve()))
 
 
-def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str | None = None,
-                    experiment: str = "clampdpo", params: dict | None = None) -> EvaluatorResult:
+def train_evaluator(
+    cfg: EvaluatorConfig,
+    corpus: str | Path,
+    tracking_uri: str | None = None,
+    experiment: str = "clampdpo",
+    params: dict | None = None,
+) -> EvaluatorResult:
     """Train (or, with zero steps and ``init_from``, just index) an evaluator into ``cfg.out_dir``."""
     import mlflow
 
@@ -179,17 +211,25 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
     train_pieces = load_pieces(corpus, "train", cfg.subset)
     held = load_pieces(corpus, "eval")
     if len(train_pieces) < cfg.batch_size or len(held) < 2:
-        raise ValueError(f"{corpus}: {len(train_pieces)} train / {len(held)} eval pieces are too few "
-                         f"(batch_size {cfg.batch_size})")
+        raise ValueError(
+            f"{corpus}: {len(train_pieces)} train / {len(held)} eval pieces are too few (batch_size {cfg.batch_size})"
+        )
     device = pick_device(cfg.device)
     random.seed(cfg.seed), np.random.seed(cfg.seed)
     model = build_model(cfg).to(device)
     patchilizer = M3Patchilizer(model.config.patch_size)
     train_b = Batches(train_pieces, patchilizer, cfg.train_patches, cfg.seed)
     held_b = Batches(held, patchilizer, cfg.train_patches, cfg.seed + 1)
-    log.info("evaluator %s (%.1fM parameters) on %s: %d train (%s) / %d held-out pieces, device %s",
-             cfg.size, sum(p.numel() for p in model.parameters()) / 1e6, corpus, len(train_pieces), cfg.subset,
-             len(held), device)
+    log.info(
+        "evaluator %s (%.1fM parameters) on %s: %d train (%s) / %d held-out pieces, device %s",
+        cfg.size,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        corpus,
+        len(train_pieces),
+        cfg.subset,
+        len(held),
+        device,
+    )
 
     uri = default_uri(tracking_uri, out)
     use_experiment(uri, experiment, out)
@@ -206,11 +246,17 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
         budget = cfg.max_minutes * 60 if cfg.max_minutes else None
         share = (lambda n: budget * n / total) if budget and total else (lambda n: None)
         start = time.monotonic()
-        done_pre = pretrain(model, cfg, train_b, held_b, device, log_metrics, share(cfg.pretrain_steps)) \
-            if cfg.pretrain_steps else 0
+        done_pre = (
+            pretrain(model, cfg, train_b, held_b, device, log_metrics, share(cfg.pretrain_steps))
+            if cfg.pretrain_steps
+            else 0
+        )
         left = budget - (time.monotonic() - start) if budget else None
-        done_con = contrastive(model, cfg, train_b, held_b, device, log_metrics, left, done_pre) \
-            if cfg.contrastive_steps else 0
+        done_con = (
+            contrastive(model, cfg, train_b, held_b, device, log_metrics, left, done_pre)
+            if cfg.contrastive_steps
+            else 0
+        )
         minutes = (time.monotonic() - start) / 60
 
         model.eval()
@@ -218,10 +264,10 @@ def train_evaluator(cfg: EvaluatorConfig, corpus: str | Path, tracking_uri: str 
         extractor = FeatureExtractor(model, device, cfg.feature_batch_size, FeatureCache(out / "feature_cache.npz"))
         reference = build_reference(extractor, corpus, {"train": load_pieces(corpus, "train"), "eval": held})
         reference.save(out / "reference.npz")
-        report = evaluation_report(extractor, train_pieces, held, cfg.min_prompt_pieces, cfg.seed, model,
-                                   center=cfg.center_features)
-        report.update({"train/minutes": minutes, "train/pretrain_steps": done_pre,
-                       "train/contrastive_steps": done_con})
+        report = evaluation_report(
+            extractor, train_pieces, held, cfg.min_prompt_pieces, cfg.seed, model, center=cfg.center_features
+        )
+        report.update({"train/minutes": minutes, "train/pretrain_steps": done_pre, "train/contrastive_steps": done_con})
         mlflow.log_metrics({k: float(v) for k, v in report.items()})
         atomic.write_json(out / "report.json", report)
         mlflow.log_artifact(str(out / "report.json"))

@@ -36,6 +36,12 @@ def check_validity(interleaved_text: str | None) -> Validity:
         return Validity(False, False, str(err))
     aligned = bar_durations_aligned(standard)
     parsed = roundtrip(interleaved_text)
-    reason = "; ".join(r for r in ("" if aligned else "bars not aligned across voices",
-                                   "" if parsed.parsed_bars is not None else parsed.reason) if r)
+    reason = "; ".join(
+        r
+        for r in (
+            "" if aligned else "bars not aligned across voices",
+            "" if parsed.parsed_bars is not None else parsed.reason,
+        )
+        if r
+    )
     return Validity(parsed.parsed_bars is not None, aligned, reason, parsed.score)

@@ -18,24 +18,32 @@ class ModelConfig:
     """NotaGen's sizes by name (tiny, small, medium, large, x), any dimension overridable."""
 
     size: str = option("tiny", help="Named size: tiny (CPU, minutes), or NotaGen's small, medium, large, x.")
-    patch_length: Optional[int] = option(None, help="Patches of context (positions of the patch decoder); "
-                                                    "default from the size.")
+    patch_length: Optional[int] = option(
+        None, help="Patches of context (positions of the patch decoder); default from the size."
+    )
     patch_num_layers: Optional[int] = option(None, help="Patch-level GPT-2 layers; default from the size.")
     char_num_layers: Optional[int] = option(None, help="Char-level GPT-2 layers; default from the size.")
-    hidden_size: Optional[int] = option(None, help="Hidden size of both levels (heads = hidden/64); default "
-                                                   "from the size.")
+    hidden_size: Optional[int] = option(
+        None, help="Hidden size of both levels (heads = hidden/64); default from the size."
+    )
     dropout: float = option(0.1, help="Dropout of both GPT-2s while training (NotaGen: 0.1).")
-    init_from: Optional[str] = option(None, help="A saved model folder (save_pretrained, or `model "
-                                                 "import-notagen` output) to start from instead of random "
-                                                 "weights; its sizes win over the fields above.")
+    init_from: Optional[str] = option(
+        None,
+        help="A saved model folder (save_pretrained, or `model "
+        "import-notagen` output) to start from instead of random "
+        "weights; its sizes win over the fields above.",
+    )
 
     def __post_init__(self) -> None:
         check(self.size in SIZES, "size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
         for name in ("patch_length", "patch_num_layers", "char_num_layers", "hidden_size"):
             value = getattr(self, name)
             check(value is None or value > 0, name, f"must be > 0, got {value}")
-        check(self.hidden_size is None or self.hidden_size % 64 == 0, "hidden_size",
-              f"must be a multiple of 64 (heads are hidden/64), got {self.hidden_size}")
+        check(
+            self.hidden_size is None or self.hidden_size % 64 == 0,
+            "hidden_size",
+            f"must be a multiple of 64 (heads are hidden/64), got {self.hidden_size}",
+        )
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
     def overrides(self) -> dict:
@@ -62,6 +70,8 @@ def load_model(path: str | Path, **config_overrides: Any) -> NotaGenForCausalLM:
 
     folder = Path(path)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: not a saved model folder (no config.json); "
-                                "train one with `clampdpo train sft` or import one with `clampdpo model import-notagen`")
+        raise FileNotFoundError(
+            f"{path}: not a saved model folder (no config.json); "
+            "train one with `clampdpo train sft` or import one with `clampdpo model import-notagen`"
+        )
     return NotaGenForCausalLM.from_pretrained(folder, **config_overrides)

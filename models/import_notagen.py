@@ -38,14 +38,14 @@ _MASK_BUFFER = re.compile(r"\.attn\.(bias|masked_bias)$")
 def our_name(notagen_name: str) -> str:
     for theirs, ours in PREFIX_MAP:
         if notagen_name.startswith(theirs):
-            return ours + notagen_name[len(theirs):]
+            return ours + notagen_name[len(theirs) :]
     raise CheckpointError(f"extra key {notagen_name!r}: not a NotaGen parameter name")
 
 
 def notagen_name(our: str) -> str:
     for theirs, ours in PREFIX_MAP:
         if our.startswith(ours):
-            return theirs + our[len(ours):]
+            return theirs + our[len(ours) :]
     raise KeyError(our)
 
 
@@ -60,16 +60,20 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: NotaGenConfig) ->
         if ours not in expected:
             raise CheckpointError(f"extra key {name!r} (→ {ours}): the chosen size has no such parameter")
         if tuple(tensor.shape) != tuple(expected[ours]):
-            raise CheckpointError(f"shape mismatch for {name!r}: checkpoint {tuple(tensor.shape)}, "
-                                  f"size expects {tuple(expected[ours])} (wrong --size?)")
+            raise CheckpointError(
+                f"shape mismatch for {name!r}: checkpoint {tuple(tensor.shape)}, "
+                f"size expects {tuple(expected[ours])} (wrong --size?)"
+            )
         converted[ours] = tensor
     tied = "lm_head.weight"
     if tied not in converted and "model.char_decoder.wte.weight" in converted:
         converted[tied] = converted["model.char_decoder.wte.weight"]  # tied weights saved once
     missing = sorted(set(expected) - set(converted))
     if missing:
-        raise CheckpointError(f"missing key {notagen_name(missing[0])!r} (→ {missing[0]})"
-                              + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        raise CheckpointError(
+            f"missing key {notagen_name(missing[0])!r} (→ {missing[0]})"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
     return converted
 
 

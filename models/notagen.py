@@ -46,10 +46,21 @@ class NotaGenConfig(PretrainedConfig):
 
     model_type = "notagen"
 
-    def __init__(self, patch_size: int = 16, patch_length: int = 2048, patch_num_layers: int = 12,
-                 char_num_layers: int = 3, hidden_size: int = 768, num_attention_heads: int | None = None,
-                 vocab_size: int = VOCAB_SIZE, dropout: float = 0.1, initializer_range: float = 0.02,
-                 layer_norm_epsilon: float = 1e-5, attn_implementation_name: str = "sdpa", **kwargs):
+    def __init__(
+        self,
+        patch_size: int = 16,
+        patch_length: int = 2048,
+        patch_num_layers: int = 12,
+        char_num_layers: int = 3,
+        hidden_size: int = 768,
+        num_attention_heads: int | None = None,
+        vocab_size: int = VOCAB_SIZE,
+        dropout: float = 0.1,
+        initializer_range: float = 0.02,
+        layer_norm_epsilon: float = 1e-5,
+        attn_implementation_name: str = "sdpa",
+        **kwargs,
+    ):
         kwargs.setdefault("pad_token_id", PAD_ID)
         kwargs.setdefault("bos_token_id", BOS_ID)
         kwargs.setdefault("eos_token_id", EOS_ID)
@@ -76,11 +87,21 @@ class NotaGenConfig(PretrainedConfig):
         return cls(**{**SIZES[size], **overrides})
 
     def _gpt2(self, layers: int, positions: int, vocab: int) -> GPT2Config:
-        cfg = GPT2Config(n_layer=layers, n_embd=self.hidden_size, n_head=self.num_attention_heads,
-                         n_positions=positions, vocab_size=vocab, resid_pdrop=self.dropout,
-                         embd_pdrop=self.dropout, attn_pdrop=self.dropout, layer_norm_epsilon=self.layer_norm_epsilon,
-                         initializer_range=self.initializer_range, use_cache=True,
-                         bos_token_id=BOS_ID if vocab > BOS_ID else None, eos_token_id=EOS_ID if vocab > EOS_ID else None)
+        cfg = GPT2Config(
+            n_layer=layers,
+            n_embd=self.hidden_size,
+            n_head=self.num_attention_heads,
+            n_positions=positions,
+            vocab_size=vocab,
+            resid_pdrop=self.dropout,
+            embd_pdrop=self.dropout,
+            attn_pdrop=self.dropout,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            initializer_range=self.initializer_range,
+            use_cache=True,
+            bos_token_id=BOS_ID if vocab > BOS_ID else None,
+            eos_token_id=EOS_ID if vocab > EOS_ID else None,
+        )
         cfg._attn_implementation = self.attn_implementation_name
         return cfg
 
@@ -134,12 +155,22 @@ class NotaGenModel(NotaGenPreTrainedModel):
         one_hot = F.one_hot(patches, num_classes=self.config.vocab_size).to(self.patch_embedding.weight.dtype)
         return self.patch_embedding(one_hot.flatten(-2))
 
-    def encode_patches(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None,
-                       position_ids: torch.Tensor | None = None, cache: Cache | None = None,
-                       use_cache: bool = False) -> tuple[torch.Tensor, Cache | None]:
+    def encode_patches(
+        self,
+        patches: torch.Tensor,
+        patch_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, Cache | None]:
         """Patch-level hidden states h (B, P, H); h_i has seen patches 0…i."""
-        out = self.patch_decoder(inputs_embeds=self.embed_patches(patches), attention_mask=patch_mask,
-                                 position_ids=position_ids, cache=cache, use_cache=use_cache)
+        out = self.patch_decoder(
+            inputs_embeds=self.embed_patches(patches),
+            attention_mask=patch_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+        )
         return out.last_hidden_state, (out.cache if use_cache else None)
 
     def spell(self, encoded: torch.Tensor, chars: torch.Tensor, char_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -170,8 +201,8 @@ class NotaGenModel(NotaGenPreTrainedModel):
         hidden = self.encode_patches(patches, patch_mask)[0]  # (B, P, H)
         if n_patches < 2:
             return BaseModelOutput(last_hidden_state=hidden.new_zeros(b, t, self.config.hidden_size))
-        context = hidden[:, :-1].reshape(-1, hidden.size(-1))                  # h_0 … h_{P-2}
-        targets = patches[:, 1:].reshape(-1, size)                              # patches 1 … P-1
+        context = hidden[:, :-1].reshape(-1, hidden.size(-1))  # h_0 … h_{P-2}
+        targets = patches[:, 1:].reshape(-1, size)  # patches 1 … P-1
         spelled = self.spell(context, targets[:, :-1]).view(b, (n_patches - 1) * size, -1)
         # output j of patch i+1 predicts flat id (i+1)·16 + j, so it sits at flat position (i+1)·16 + j − 1
         lead = spelled.new_zeros(b, size - 1, spelled.size(-1))
@@ -202,8 +233,9 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
 
     # ------------------------------------------------------------------ hierarchical (NotaGen's definition)
 
-    def patch_char_log_probs(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    def patch_char_log_probs(
+        self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-char log-probs of every patch after the first: ((B,P-1,16) log-probs, (B,P-1,16) scored mask)."""
         if patch_mask is None:
             patch_mask = torch.ones(patches.shape[:2], dtype=torch.long, device=patches.device)
@@ -211,7 +243,7 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
         b, p, size = patches.shape
         targets = patches[:, 1:]
         scored = (targets != PAD_ID) & patch_mask[:, 1:, None].bool()
-        valid = patch_mask[:, 1:].bool()                   # patch i+1 exists → spell it from h_i
+        valid = patch_mask[:, 1:].bool()  # patch i+1 exists → spell it from h_i
         context, chars = hidden[:, :-1][valid], targets[valid]
         # NotaGen's char input is [h, c0 … c15] with pad slots masked out; the last slot predicts nothing
         char_mask = torch.cat([torch.ones_like(chars[:, :1]), (chars != PAD_ID).long()], dim=1)
@@ -221,15 +253,18 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
         out[valid] = logps
         return out * scored, scored
 
-    def patch_log_probs(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None,
-                        first_scored_patch: int | torch.Tensor = 1) -> torch.Tensor:
+    def patch_log_probs(
+        self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None, first_scored_patch: int | torch.Tensor = 1
+    ) -> torch.Tensor:
         """Log-likelihood of each piece (B,): the sum over scored chars of patches ≥ first_scored_patch."""
         logps, _ = self.patch_char_log_probs(patches, patch_mask)
         index = torch.arange(1, patches.size(1), device=patches.device)
         first = torch.as_tensor(first_scored_patch, device=patches.device).reshape(-1, 1)
         return (logps.sum(-1) * (index[None, :] >= first)).sum(-1)
 
-    def patch_loss(self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def patch_loss(
+        self, patches: torch.Tensor, patch_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean NLL per scored char, number of scored chars): NotaGen's training loss."""
         logps, scored = self.patch_char_log_probs(patches, patch_mask)
         n = scored.sum()
@@ -237,9 +272,15 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
 
     # ------------------------------------------------------------------ flat view (TRL, generate)
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, patches: torch.Tensor | None = None,
-                patch_mask: torch.Tensor | None = None, **kwargs) -> CausalLMOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        patches: torch.Tensor | None = None,
+        patch_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> CausalLMOutput:
         """Flat view (``input_ids``) → logits; or, given ``patches``, NotaGen's training loss.
 
         The ``patches`` form lets a DeepSpeed engine (whose hooks run on ``forward``) train the hierarchical
@@ -255,8 +296,9 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
         return CausalLMOutput(loss=loss, logits=logits)
 
-    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                                      **kwargs) -> dict:
+    def prepare_inputs_for_generation(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> dict:
         # generate() recomputes the whole prefix each step; models.sampling is the fast, cached sampler
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 

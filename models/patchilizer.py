@@ -84,8 +84,9 @@ class Patchilizer:
         n = len(body_lines)
         return [f"[r:{i}/{n - i - 1}]{line}" for i, line in enumerate(body_lines)]
 
-    def train_patches(self, abc_text: str, rng: random.Random | None = None, add_special_patches: bool = True,
-                      cut: bool = True) -> list[str]:
+    def train_patches(
+        self, abc_text: str, rng: random.Random | None = None, add_special_patches: bool = True, cut: bool = True
+    ) -> list[str]:
         """Patch strings of a training piece (NotaGen's ``encode_train``, before ids)."""
         rng = rng or random.Random(0)
         lines = self._lines(abc_text)
@@ -103,14 +104,17 @@ class Patchilizer:
             patches = self._stream_cut(meta, body, body_lines, rng, add_special_patches)
         return patches[: self.patch_length] if cut else patches
 
-    def _stream_cut(self, meta: list[str], body: list[str], body_lines: list[str], rng: random.Random,
-                    add_special_patches: bool) -> list[str]:
+    def _stream_cut(
+        self, meta: list[str], body: list[str], body_lines: list[str], rng: random.Random, add_special_patches: bool
+    ) -> list[str]:
         # A cut may start at the beginning of any body line (patch index after a patch holding "\n");
         # only starts early enough to leave patch_length patches of music count (NotaGen's bisect).
         starts = [0] + [i + 1 for i, p in enumerate(body) if "\n" in p]
         overflow = len(meta) + len(body) - self.patch_length
         starts = starts[: bisect.bisect_left(starts, overflow) + 1]
-        choices = ["head"] if len(starts) == 1 else (["head", "tail"] if len(starts) == 2 else ["head", "tail", "middle"])
+        choices = (
+            ["head"] if len(starts) == 1 else (["head", "tail"] if len(starts) == 2 else ["head", "tail", "middle"])
+        )
         choice = rng.choice(choices)
         if choice == "head":
             return meta + body

@@ -37,12 +37,12 @@ class Sample:
 
     prompt: list[str]
     seed: int
-    text: str                       # raw NotaGen form, with [r:] prefixes, prompt lines included
-    finished: bool                  # ended with the eos patch (False: patch budget reached)
-    patches: int                    # patches generated
+    text: str  # raw NotaGen form, with [r:] prefixes, prompt lines included
+    finished: bool  # ended with the eos patch (False: patch budget reached)
+    patches: int  # patches generated
     interleaved: str | None = None  # CLaMP-ready form (rest voices restored), None if it cannot be built
-    error: str | None = None        # why `interleaved` is None
-    stream_cuts: int = 0            # times the context was re-encoded at the patch length
+    error: str | None = None  # why `interleaved` is None
+    stream_cuts: int = 0  # times the context was re-encoded at the patch length
 
     @property
     def chars(self) -> int:
@@ -58,7 +58,7 @@ def filter_probs(logits: torch.Tensor, top_k: int, top_p: float, temperature: fl
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
         sorted_p = sorted_p / sorted_p.sum(-1, keepdim=True)
-        before = sorted_p.cumsum(-1) - sorted_p          # mass of the more likely chars
+        before = sorted_p.cumsum(-1) - sorted_p  # mass of the more likely chars
         drop = (before >= top_p).scatter(-1, order, before >= top_p)
         probs = probs.masked_fill(drop, 0.0)
     probs = probs / probs.sum(-1, keepdim=True)
@@ -87,8 +87,9 @@ class _Row:
 class Sampler:
     """Generates pieces from prompts; `generate` is the one entry point."""
 
-    def __init__(self, model: NotaGenForCausalLM, config: SamplingConfig | None = None,
-                 device: str | torch.device | None = None):
+    def __init__(
+        self, model: NotaGenForCausalLM, config: SamplingConfig | None = None, device: str | torch.device | None = None
+    ):
         self.config = config or SamplingConfig()
         self.device = torch.device(device) if device else next(model.parameters()).device
         self.model = model.to(self.device).eval()
@@ -99,15 +100,16 @@ class Sampler:
     # ------------------------------------------------------------------ public
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[str]], seeds: list[int],
-                 progress: Callable[[Sample], None] | None = None) -> list[Sample]:
+    def generate(
+        self, prompts: list[list[str]], seeds: list[int], progress: Callable[[Sample], None] | None = None
+    ) -> list[Sample]:
         """One piece per (prompt lines, seed), in order. ``progress`` is called with each finished Sample."""
         if len(prompts) != len(seeds):
             raise ValueError("one seed per prompt")
         out: list[Sample] = []
         bs = self.config.batch_size
         for start in range(0, len(prompts), bs):
-            for sample in self._generate_batch(prompts[start:start + bs], seeds[start:start + bs]):
+            for sample in self._generate_batch(prompts[start : start + bs], seeds[start : start + bs]):
                 out.append(sample)
                 if progress:
                     progress(sample)
@@ -119,8 +121,16 @@ class Sampler:
         rows = []
         for i, (lines, seed) in enumerate(zip(prompts, seeds)):
             lines = [ln if ln.endswith("\n") else ln + "\n" for ln in lines]
-            rows.append(_Row(i, lines, seed, self.patchilizer.encode_prompt(lines),
-                             torch.Generator().manual_seed(int(seed)), text="".join(lines)))
+            rows.append(
+                _Row(
+                    i,
+                    lines,
+                    seed,
+                    self.patchilizer.encode_prompt(lines),
+                    torch.Generator().manual_seed(int(seed)),
+                    text="".join(lines),
+                )
+            )
         active = list(rows)
         cache = mask = None
         rebuild = True
@@ -154,17 +164,19 @@ class Sampler:
         patches = torch.full((len(rows), length, self.size), PAD_ID, dtype=torch.long)
         mask = torch.zeros(len(rows), length, dtype=torch.long)
         for k, row in enumerate(rows):
-            patches[k, length - len(row.patches):] = torch.tensor(row.patches)
-            mask[k, length - len(row.patches):] = 1
+            patches[k, length - len(row.patches) :] = torch.tensor(row.patches)
+            mask[k, length - len(row.patches) :] = 1
         patches, mask = patches.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         cache = DynamicCache() if self.config.use_cache else None
-        hidden, cache = self.model.model.encode_patches(patches, mask, positions, cache=cache,
-                                                        use_cache=self.config.use_cache)
+        hidden, cache = self.model.model.encode_patches(
+            patches, mask, positions, cache=cache, use_cache=self.config.use_cache
+        )
         return hidden[:, -1], cache, mask
 
-    def _encode_step(self, new_patches: torch.Tensor, cache: DynamicCache,
-                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_step(
+        self, new_patches: torch.Tensor, cache: DynamicCache, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         positions = mask.sum(1, keepdim=True)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         hidden, _ = self.model.model.encode_patches(new_patches, mask, positions, cache=cache, use_cache=True)
@@ -180,7 +192,9 @@ class Sampler:
         step_input = h_last[:, None, :]
         for j in range(self.size):
             if cfg.use_cache:
-                hidden = model.model.char_decoder(inputs_embeds=step_input, cache=cache, use_cache=True).last_hidden_state
+                hidden = model.model.char_decoder(
+                    inputs_embeds=step_input, cache=cache, use_cache=True
+                ).last_hidden_state
             else:
                 hidden = model.model.spell(h_last, chars[:, :j])
             logits = model.lm_head(hidden[:, -1]).float()
@@ -252,7 +266,7 @@ class Sampler:
         body = [ln + "\n" for ln in lines[start:-1]] + ([lines[-1]] if lines[-1] else [])
         if row.cut_lines is None:
             row.cut_lines = max(1, len(body) // 2)
-        patches = self.patchilizer.encode_generate("".join(meta + body[-row.cut_lines:]))
+        patches = self.patchilizer.encode_generate("".join(meta + body[-row.cut_lines :]))
         last = patches[-1]
         if len(last) < self.size:  # open last patch: its chars are forced at the start of the next one
             row.forced = list(last)
@@ -265,8 +279,14 @@ class Sampler:
         from base.abc.interleave import restore_rest_voices
 
         text = row.text
-        sample = Sample(prompt=row.prompt, seed=row.seed, text=text, finished=not row.budget_hit,
-                        patches=row.generated, stream_cuts=row.stream_cuts)
+        sample = Sample(
+            prompt=row.prompt,
+            seed=row.seed,
+            text=text,
+            finished=not row.budget_hit,
+            patches=row.generated,
+            stream_cuts=row.stream_cuts,
+        )
         body = text if text.endswith("\n") else text[: text.rfind("\n") + 1]  # whole lines only
         try:
             sample.interleaved = "".join(restore_rest_voices(body.split("\n")))

@@ -14,8 +14,9 @@ class SamplingConfig:
     top_k: int = option(9, help="Keep the k most likely characters (0 = all; 1 = greedy).")
     top_p: float = option(0.9, help="Then keep the smallest set whose probability reaches top_p (1.0 = all).")
     temperature: float = option(1.2, help="Then sharpen (<1) or flatten (>1) the kept probabilities.")
-    max_patches: int = option(1024, help="Patch budget per piece (prompt excluded); a piece that hits it is "
-                                         "returned unfinished.")
+    max_patches: int = option(
+        1024, help="Patch budget per piece (prompt excluded); a piece that hits it is returned unfinished."
+    )
     batch_size: int = option(16, help="Pieces generated together.")
     use_cache: bool = option(True, help="KV caches at both levels (False recomputes everything; for checks).")
 

@@ -68,8 +68,9 @@ class NotaGenTokenizer(PreTrainedTokenizer):
         return "".join(tokens)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
-        path = os.path.join(save_directory, (filename_prefix + "-" if filename_prefix else "")
-                            + self.vocab_files_names["vocab_file"])
+        path = os.path.join(
+            save_directory, (filename_prefix + "-" if filename_prefix else "") + self.vocab_files_names["vocab_file"]
+        )
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"patch_size": self.patch_size, "vocab_size": VOCAB_SIZE}, f)
         return (path,)
@@ -109,4 +110,4 @@ class NotaGenTokenizer(PreTrainedTokenizer):
         if ids and isinstance(ids[0], list):
             ids = [i for row in ids for i in row]
         size = self.patch_size
-        return self.patchilizer.decode([ids[i:i + size] for i in range(0, len(ids), size)])
+        return self.patchilizer.decode([ids[i : i + size] for i in range(0, len(ids), size)])

@@ -87,10 +87,23 @@ class SamplerActor:
         samples = self.sampler.generate([list(s["lines"]) for s in specs], [int(s["seed"]) for s in specs])
         seconds = time.perf_counter() - start
         node = ray.get_runtime_context().get_node_id()
-        return [{"id": spec["id"], "prompt": spec["prompt"], "seed": spec["seed"], "text": s.text,
-                 "interleaved": s.interleaved, "error": s.error, "finished": s.finished, "patches": s.patches,
-                 "chars": s.chars, "stream_cuts": s.stream_cuts, "unit_seconds": seconds, "node": node}
-                for spec, s in zip(specs, samples)]
+        return [
+            {
+                "id": spec["id"],
+                "prompt": spec["prompt"],
+                "seed": spec["seed"],
+                "text": s.text,
+                "interleaved": s.interleaved,
+                "error": s.error,
+                "finished": s.finished,
+                "patches": s.patches,
+                "chars": s.chars,
+                "stream_cuts": s.stream_cuts,
+                "unit_seconds": seconds,
+                "node": node,
+            }
+            for spec, s in zip(specs, samples)
+        ]
 
 
 class ScorerActor:
@@ -101,8 +114,7 @@ class ScorerActor:
 
         device = resources.enter()
         self.evaluator = Evaluator.for_config(spec.evaluator_dir, spec.evaluator, device)
-        self.judge = Evaluator.for_config(spec.judge_dir, spec.judge, device) \
-            if spec.judge_dir and spec.judge else None
+        self.judge = Evaluator.for_config(spec.judge_dir, spec.judge, device) if spec.judge_dir and spec.judge else None
 
     def score(self, rows: list[dict]) -> list[dict]:
         from pipelines.dpo.pairs import staves_grouped
@@ -116,9 +128,15 @@ class ScorerActor:
         out = []
         for row, rec, jud in zip(rows, records, judged):
             d = rec.to_dict(with_feature=True)
-            d.update({"id": row["id"], "judge_score": jud.clamp_score if jud else float("nan"),
-                      "staves_grouped": staves_grouped(row.get("interleaved") or ""),
-                      "finished": row["finished"], "unit_seconds": seconds})
+            d.update(
+                {
+                    "id": row["id"],
+                    "judge_score": jud.clamp_score if jud else float("nan"),
+                    "staves_grouped": staves_grouped(row.get("interleaved") or ""),
+                    "finished": row["finished"],
+                    "unit_seconds": seconds,
+                }
+            )
             out.append(d)
         return out
 
@@ -136,13 +154,25 @@ class PoolStats:
 class ActorPool:
     """A fixed number of restartable actors working through a queue of units."""
 
-    def __init__(self, actor_cls: type, size: int, args: tuple, resources: Resources, max_restarts: int,
-                 max_unit_retries: int, name: str):
+    def __init__(
+        self,
+        actor_cls: type,
+        size: int,
+        args: tuple,
+        resources: Resources,
+        max_restarts: int,
+        max_unit_retries: int,
+        name: str,
+    ):
         self.remote_cls = ray.remote(actor_cls)
         self.args, self.name = args, name
         # SPREAD: a pool's actors go to different nodes where they can (samplers and scorers scale out)
-        self.options = {**resources.options(), "max_restarts": max_restarts, "max_task_retries": 0,
-                        "scheduling_strategy": "SPREAD"}
+        self.options = {
+            **resources.options(),
+            "max_restarts": max_restarts,
+            "max_task_retries": 0,
+            "scheduling_strategy": "SPREAD",
+        }
         self.max_restarts, self.max_unit_retries = max_restarts, max_unit_retries
         self.actors = [self._new() for _ in range(size)]
         self.stats = PoolStats()
@@ -174,10 +204,16 @@ class ActorPool:
                 # a unit sent to an actor that is still restarting never ran: it costs no retry
                 lost = not isinstance(err, ray.exceptions.ActorUnavailableError)
                 if lost and tries >= self.max_unit_retries:
-                    raise RuntimeError(f"{self.name}: unit {name} lost {tries + 1} times with its actor; "
-                                       f"giving up ({err})") from err
-                log.warning("%s: actor %d failed during unit %s (%s); the unit goes back in the queue", self.name,
-                            slot, name, type(err).__name__)
+                    raise RuntimeError(
+                        f"{self.name}: unit {name} lost {tries + 1} times with its actor; giving up ({err})"
+                    ) from err
+                log.warning(
+                    "%s: actor %d failed during unit %s (%s); the unit goes back in the queue",
+                    self.name,
+                    slot,
+                    name,
+                    type(err).__name__,
+                )
                 self.stats.retried += 1
                 pending.appendleft((name, payload, tries + int(lost)))
                 self._recover(slot)

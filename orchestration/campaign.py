@@ -43,9 +43,12 @@ class Campaign:
         self.layout = Layout(Path(project.campaign.out_dir).resolve())
         root = self.layout.root
         # the stages' own output folders live inside the campaign folder
-        project = replace(project, train=replace(project.train, out_dir=str(self.layout.stage_dir("train"))),
-                          evaluator=replace(project.evaluator, out_dir=str(self.layout.stage_dir("evaluator"))),
-                          judge=replace(project.judge, out_dir=str(self.layout.stage_dir("judge"))))
+        project = replace(
+            project,
+            train=replace(project.train, out_dir=str(self.layout.stage_dir("train"))),
+            evaluator=replace(project.evaluator, out_dir=str(self.layout.stage_dir("evaluator"))),
+            judge=replace(project.judge, out_dir=str(self.layout.stage_dir("judge"))),
+        )
         root.mkdir(parents=True, exist_ok=True)
         self.state = self._identity(to_dict(project), config_name)
         self.uri = tracking_uri(project.tracking.tracking_uri, root)
@@ -54,8 +57,10 @@ class Campaign:
         self.tracker = CampaignTracker(self.uri, self.project.tracking.experiment, root)
         if not self.state.get("parent_run_id"):
             self.state["parent_run_id"] = self.tracker.start_parent(
-                f"campaign-{root.name}", to_dict(self.project), {"clampdpo.config": config_name,
-                                                                "clampdpo.dir": str(root)})
+                f"campaign-{root.name}",
+                to_dict(self.project),
+                {"clampdpo.config": config_name, "clampdpo.dir": str(root)},
+            )
         else:
             self.tracker.reopen(self.state["parent_run_id"])
         identity.write_state(root, self.state)
@@ -76,9 +81,11 @@ class Campaign:
         saved = identity.read_state(self.layout.root)
         changed = identity.changed_sections(config, saved["config"])
         if changed:
-            raise ConfigError(f"campaign.out_dir: {self.layout.root} holds a campaign with another config "
-                              f"(sections {', '.join(changed)} differ); resume it with `clampdpo campaign resume "
-                              f"{self.layout.root}` or choose another --out")
+            raise ConfigError(
+                f"campaign.out_dir: {self.layout.root} holds a campaign with another config "
+                f"(sections {', '.join(changed)} differ); resume it with `clampdpo campaign resume "
+                f"{self.layout.root}` or choose another --out"
+            )
         return saved
 
     # ------------------------------------------------------------------ the whole campaign
@@ -141,8 +148,12 @@ class Campaign:
 
         result = run_sft(self.project, self.state.get("config_name", ""))
         self.tracker.adopt(self.parent, result.run_id)
-        return {"policy": str(result.model_dir), "trained": True, "eval/bpc": result.summary.get("eval/bpc"),
-                "baseline/unigram_bpc": result.baseline_bpc}
+        return {
+            "policy": str(result.model_dir),
+            "trained": True,
+            "eval/bpc": result.summary.get("eval/bpc"),
+            "baseline/unigram_bpc": result.baseline_bpc,
+        }
 
     def train_evaluator(self, section: str) -> dict[str, Any]:
         given = self.cfg.evaluator_from if section == "evaluator" else self.cfg.judge_from
@@ -154,11 +165,19 @@ class Campaign:
         from evaluators.train import train_evaluator
 
         cfg = getattr(self.project, section)
-        result = train_evaluator(cfg, self.corpus, self.uri, self.project.tracking.experiment,
-                                 {section: to_dict(cfg), "data": to_dict(self.project.data)})
+        result = train_evaluator(
+            cfg,
+            self.corpus,
+            self.uri,
+            self.project.tracking.experiment,
+            {section: to_dict(cfg), "data": to_dict(self.project.data)},
+        )
         self.tracker.adopt(self.parent, result.run_id)
-        return {"dir": str(result.out_dir.resolve()), "trained": True,
-                **{k: v for k, v in result.report.items() if isinstance(v, (int, float))}}
+        return {
+            "dir": str(result.out_dir.resolve()),
+            "trained": True,
+            **{k: v for k, v in result.report.items() if isinstance(v, (int, float))},
+        }
 
     def train_judge(self) -> dict[str, Any]:
         return self.train_evaluator("judge") if self.cfg.use_judge else {"dir": None}
@@ -192,12 +211,23 @@ class Campaign:
         scores = atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE)
         lines = {p.key: p.lines for p in self.prompts.train}
         result = round_pairs(samples, scores, lines, self.project.dpo, k)
-        write_pairs(self.layout.pairs(k), result.records,
-                    {"round": k, "policy": self.policy_dir(k - 1), "evaluator": self.evaluator_dir,
-                     "select_portion": self.project.dpo.select_portion, "candidates": result.candidates,
-                     "excluded": result.excluded})
-        return {"pairs/count": len(result.records), "candidates/excluded": result.excluded,
-                "prompts_with_pairs": result.prompts}
+        write_pairs(
+            self.layout.pairs(k),
+            result.records,
+            {
+                "round": k,
+                "policy": self.policy_dir(k - 1),
+                "evaluator": self.evaluator_dir,
+                "select_portion": self.project.dpo.select_portion,
+                "candidates": result.candidates,
+                "excluded": result.excluded,
+            },
+        )
+        return {
+            "pairs/count": len(result.records),
+            "candidates/excluded": result.excluded,
+            "prompts_with_pairs": result.prompts,
+        }
 
     def train_dpo(self, k: int) -> dict[str, Any]:
         from orchestration.ray_runtime import resolve_gpu
@@ -207,6 +237,7 @@ class Campaign:
         pairs = (self.markers.done(f"round-{k:02d}/pairs") or {}).get("pairs/count", 0)
         if not pairs:  # nothing to learn from: the policy carries over unchanged
             log.warning("round %d: no pairs (every candidate excluded?); the policy is carried over", k)
+
             def copy(tmp: Path) -> None:
                 shutil.copytree(self.policy_dir(k - 1), tmp, dirs_exist_ok=True)
 
@@ -214,10 +245,17 @@ class Campaign:
             return {"pairs/count": 0}
         dpo, cluster = self.project.dpo, self.project.cluster
         self._make_room(cluster.num_workers, cluster.cpus_per_worker, 1.0 if resolve_gpu(cluster.use_gpu) else 0.0)
-        job = DPOJob(dpo=dpo, precision=self.project.cluster.precision, round=k, out_dir=str(out),
-                     pairs_file=str(self.layout.pairs(k)), policy_dir=self.policy_dir(k - 1),
-                     reference_dir=self.policy0 if dpo.reference == "initial" else None,
-                     tracking_uri=self.uri, run_id=self._child(k))
+        job = DPOJob(
+            dpo=dpo,
+            precision=self.project.cluster.precision,
+            round=k,
+            out_dir=str(out),
+            pairs_file=str(self.layout.pairs(k)),
+            policy_dir=self.policy_dir(k - 1),
+            reference_dir=self.policy0 if dpo.reference == "initial" else None,
+            tracking_uri=self.uri,
+            run_id=self._child(k),
+        )
         summary = run_dpo(self.project, job, self.layout.root / "ray")
         return {key: v for key, v in summary.items() if isinstance(v, (int, float))}
 
@@ -234,19 +272,34 @@ class Campaign:
         t2 = time.perf_counter()
         scores = atomic.read_jsonl(self.layout.eval_scores(k) / SCORES_FILE)
         reference, _ = Reference.load(Path(self.evaluator_dir) / "reference.npz").scoring(
-            self.project.evaluator.center_features)
+            self.project.evaluator.center_features
+        )
         metrics = eval_metrics(scores, reference.features, reference.prompts)
         metrics["round"] = k
         if k > 0:
-            metrics.update(training_metrics(atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE),
-                                            self.markers.done(f"round-{k:02d}/pairs") or {},
-                                            self.markers.done(f"round-{k:02d}/dpo") or {}))
-        atomic.write_json(self.layout.metrics(k), {"metrics": metrics, "per_prompt": per_prompt(scores),
-                                                   "per_prompt_judge": per_prompt(scores, "judge_score")})
+            metrics.update(
+                training_metrics(
+                    atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE),
+                    self.markers.done(f"round-{k:02d}/pairs") or {},
+                    self.markers.done(f"round-{k:02d}/dpo") or {},
+                )
+            )
+        atomic.write_json(
+            self.layout.metrics(k),
+            {
+                "metrics": metrics,
+                "per_prompt": per_prompt(scores),
+                "per_prompt_judge": per_prompt(scores, "judge_score"),
+            },
+        )
         self._report_round(k, metrics, scores)
-        return {"clamp/mean": metrics["clamp/mean"], "sample_seconds": t1 - t0, "score_seconds": t2 - t1,
-                "sample_actor_seconds": sampled.get("actor_seconds", 0.0),
-                "score_actor_seconds": scored.get("actor_seconds", 0.0)}
+        return {
+            "clamp/mean": metrics["clamp/mean"],
+            "sample_seconds": t1 - t0,
+            "score_seconds": t2 - t1,
+            "sample_actor_seconds": sampled.get("actor_seconds", 0.0),
+            "score_actor_seconds": scored.get("actor_seconds", 0.0),
+        }
 
     # ------------------------------------------------------------------ actors
 
@@ -264,8 +317,12 @@ class Campaign:
                 actor, size, args = SamplerActor, c.num_samplers, (self.project.sampling, resources)
             else:
                 resources = Resources(c.cpus_per_scorer, c.gpus_per_scorer)
-                spec = ScorerSpec(self.evaluator_dir, self.project.evaluator, self.judge_dir,
-                                  self.project.judge if self.judge_dir else None)
+                spec = ScorerSpec(
+                    self.evaluator_dir,
+                    self.project.evaluator,
+                    self.judge_dir,
+                    self.project.judge if self.judge_dir else None,
+                )
                 actor, size, args = ScorerActor, c.num_scorers, (spec, resources)
             self._make_room(size, resources.cpus, resources.gpus)
             self._pools[role] = ActorPool(actor, size, args, resources, c.max_restarts, c.max_unit_retries, role)
@@ -282,8 +339,13 @@ class Campaign:
         from orchestration.ray_runtime import room_for
 
         if self._pools and not room_for(count, cpus, gpus):
-            log.info("stopping the %s to make room for %d × (%.1f CPUs, %.1f GPUs)", " and ".join(self._pools),
-                     count, cpus, gpus)
+            log.info(
+                "stopping the %s to make room for %d × (%.1f CPUs, %.1f GPUs)",
+                " and ".join(self._pools),
+                count,
+                cpus,
+                gpus,
+            )
             self._stop_pools()
 
     def _stop_pools(self) -> None:
@@ -301,16 +363,24 @@ class Campaign:
                 weights.append(self._publish(policy_dir))
             return {"policy": weights, "specs": chunk}
 
-        rows, stats = run_units(folder, [s.to_dict() for s in specs], self.cfg.unit_size, "generate",
-                                lambda: self._pool("samplers"), payload)
+        rows, stats = run_units(
+            folder,
+            [s.to_dict() for s in specs],
+            self.cfg.unit_size,
+            "generate",
+            lambda: self._pool("samplers"),
+            payload,
+        )
         atomic.write_jsonl(folder / SAMPLES_FILE, rows)
         return {"samples": len(rows), **stats}
 
     def _score(self, samples: Path, folder: Path) -> dict[str, Any]:
         from orchestration.work_units import run_units
 
-        rows = [{k: s[k] for k in ("id", "prompt", "interleaved", "finished")}
-                for s in atomic.read_jsonl(samples / SAMPLES_FILE)]
+        rows = [
+            {k: s[k] for k in ("id", "prompt", "interleaved", "finished")}
+            for s in atomic.read_jsonl(samples / SAMPLES_FILE)
+        ]
         scored, stats = run_units(folder, rows, self.cfg.unit_size, "score", lambda: self._pool("scorers"))
         atomic.write_jsonl(folder / SCORES_FILE, scored)
         return {"scored": len(scored), **stats}

@@ -32,15 +32,15 @@ class CampaignTracker:
     # ------------------------------------------------------------------ runs
 
     def start_parent(self, name: str, params: dict, tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"clampdpo.stage": "campaign", **tags})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"clampdpo.stage": "campaign", **tags})
         for chunk in _chunks(flatten(params), 100):
             self.client.log_batch(run.info.run_id, params=_params(chunk))
         return run.info.run_id
 
     def start_child(self, parent_id: str, name: str, tags: dict[str, str] | None = None) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={PARENT_TAG: parent_id, "clampdpo.stage": "round", **(tags or {})})
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={PARENT_TAG: parent_id, "clampdpo.stage": "round", **(tags or {})}
+        )
         return run.info.run_id
 
     def adopt(self, parent_id: str, run_id: str | None) -> None:
@@ -58,8 +58,11 @@ class CampaignTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not math.isnan(float(v))]
+        batch = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not math.isnan(float(v))
+        ]
         for chunk in _chunks(batch, 500):
             self.client.log_batch(run_id, metrics=chunk)
 
@@ -79,11 +82,13 @@ class CampaignTracker:
         try:
             self.client.get_registered_model(self.registry_name)
         except MlflowException:
-            self.client.create_registered_model(self.registry_name,
-                                                description="Policies of CLaMP-DPO rounds (clampdpo campaign)")
+            self.client.create_registered_model(
+                self.registry_name, description="Policies of CLaMP-DPO rounds (clampdpo campaign)"
+            )
         source = f"{self.client.get_run(run_id).info.artifact_uri}/policy"
-        version = self.client.create_model_version(self.registry_name, source, run_id=run_id,
-                                                   tags={"round": str(round_)})
+        version = self.client.create_model_version(
+            self.registry_name, source, run_id=run_id, tags={"round": str(round_)}
+        )
         self.client.set_registered_model_alias(self.registry_name, f"round-{round_:02d}", version.version)
         return version.version
 
@@ -100,4 +105,4 @@ def _params(items: list[tuple[str, str]]):
 def _chunks(items: dict | list, n: int) -> Iterator[list]:
     items = list(items.items()) if isinstance(items, dict) else list(items)
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]

@@ -24,8 +24,9 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 class ClusterConfig:
     """Where Ray Train workers run; shared by SFT and DPO."""
 
-    ray_address: Optional[str] = option(None, help="Ray cluster address ('auto' or host:port); None starts a local "
-                                                   "Ray in this process.")
+    ray_address: Optional[str] = option(
+        None, help="Ray cluster address ('auto' or host:port); None starts a local Ray in this process."
+    )
     num_workers: int = option(1, help="Training workers (one process each; one GPU each when GPUs are used).")
     cpus_per_worker: int = option(1, help="CPU cores reserved per training worker.")
     use_gpu: str = option("auto", help="'auto' (GPUs when the cluster has them), 'yes' or 'no'.")
@@ -35,8 +36,11 @@ class ClusterConfig:
         check(self.num_workers >= 1, "num_workers", f"must be ≥ 1, got {self.num_workers}")
         check(self.cpus_per_worker >= 1, "cpus_per_worker", f"must be ≥ 1, got {self.cpus_per_worker}")
         check(self.use_gpu in ("auto", "yes", "no"), "use_gpu", f"must be auto, yes or no, got {self.use_gpu!r}")
-        check(self.precision in ("auto", "bf16", "fp32"), "precision",
-              f"must be auto, bf16 or fp32, got {self.precision!r}")
+        check(
+            self.precision in ("auto", "bf16", "fp32"),
+            "precision",
+            f"must be auto, bf16 or fp32, got {self.precision!r}",
+        )
 
 
 @dataclass
@@ -48,10 +52,10 @@ class ProjectConfig:
     train: SFTConfig = option(default_factory=SFTConfig, help="Supervised pre-training / fine-tuning.")
     sampling: SamplingConfig = option(default_factory=SamplingConfig, help="Sampling pieces from the model.")
     evaluator: EvaluatorConfig = option(default_factory=EvaluatorConfig, help="The CLaMP-style evaluator.")
-    judge: EvaluatorConfig = option(default_factory=lambda: EvaluatorConfig(subset="odd", seed=1,
-                                                                             out_dir="runs/judge"),
-                                    help="The campaign's independent judge: an evaluator trained on another "
-                                         "half of the corpus with another seed.")
+    judge: EvaluatorConfig = option(
+        default_factory=lambda: EvaluatorConfig(subset="odd", seed=1, out_dir="runs/judge"),
+        help="The campaign's independent judge: an evaluator trained on another half of the corpus with another seed.",
+    )
     dpo: DPORoundConfig = option(default_factory=DPORoundConfig, help="Pairs and DPO training of each round.")
     campaign: CampaignConfig = option(default_factory=CampaignConfig, help="Rounds, prompts, actor pools.")
     cluster: ClusterConfig = option(default_factory=ClusterConfig, help="Ray workers, GPUs and precision.")

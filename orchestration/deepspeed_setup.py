@@ -18,8 +18,16 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or torch.cuda.is_bf16_supported()
 
 
-def deepspeed_config(stage: int, micro_batch: int, grad_accum: int, world: int, lr: float, weight_decay: float,
-                     grad_clip: float, bf16: bool) -> dict:
+def deepspeed_config(
+    stage: int,
+    micro_batch: int,
+    grad_accum: int,
+    world: int,
+    lr: float,
+    weight_decay: float,
+    grad_clip: float,
+    bf16: bool,
+) -> dict:
     """A DeepSpeed config; the learning rate is set per step by the caller's schedule."""
     return {
         "train_batch_size": micro_batch * grad_accum * world,

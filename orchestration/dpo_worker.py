@@ -62,12 +62,21 @@ def dpo_worker(loop_config: dict[str, Any]) -> None:
     policy = load_model(job.policy_dir, dropout=cfg.dropout)
     ref = load_model(job.reference_dir, dropout=0.0) if job.reference_dir else None
     tokenizer = NotaGenTokenizer(patch_size=policy.config.patch_size)
-    rows = [{"prompt": p.prompt_text, "chosen": p.chosen_text, "rejected": p.rejected_text}
-            for p in read_pairs(job.pairs_file)]
+    rows = [
+        {"prompt": p.prompt_text, "chosen": p.chosen_text, "rejected": p.rejected_text}
+        for p in read_pairs(job.pairs_file)
+    ]
     steps_per_epoch = math.ceil(len(rows) / (cfg.batch_pairs * ctx.world * cfg.grad_accum))
-    args = training_args(cfg, str(out / "trainer"), policy.config.patch_length * policy.config.patch_size,
-                         cfg.seed + job.round, bf16=bf16, use_cpu=ctx.device.type == "cpu",
-                         deepspeed=dpo_deepspeed_config(cfg.zero_stage, bf16), progress=ctx.main)
+    args = training_args(
+        cfg,
+        str(out / "trainer"),
+        policy.config.patch_length * policy.config.patch_size,
+        cfg.seed + job.round,
+        bf16=bf16,
+        use_cpu=ctx.device.type == "cpu",
+        deepspeed=dpo_deepspeed_config(cfg.zero_stage, bf16),
+        progress=ctx.main,
+    )
     tracker = MetricLogger(job.tracking_uri, job.run_id) if ctx.main else None
 
     class ToMLflow(TrainerCallback):
@@ -78,9 +87,15 @@ def dpo_worker(loop_config: dict[str, Any]) -> None:
     # datasets fingerprints TRL's map functions with dill, whose bytecode listing leaks to a Ray worker's
     # stdout (it only means to capture it); keep it out of the driver's console
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = NotaGenDPOTrainer(model=policy, ref_model=ref, args=args, dpop_lambda=cfg.dpop_lambda,
-                                    train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                                    callbacks=[ToMLflow()])
+        trainer = NotaGenDPOTrainer(
+            model=policy,
+            ref_model=ref,
+            args=args,
+            dpop_lambda=cfg.dpop_lambda,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            callbacks=[ToMLflow()],
+        )
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
@@ -93,10 +108,17 @@ def dpo_worker(loop_config: dict[str, Any]) -> None:
         state = {k: v.detach().float().cpu() for k, v in state.items()}
         model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
         atomic.write_dir(out / "policy", lambda tmp: model.save_pretrained(tmp, state_dict=state))
-        summary = {"pairs": len(rows), "steps": trainer.state.global_step, "steps_per_epoch": steps_per_epoch,
-                   "train_loss": result.training_loss, "seconds": seconds, "world_size": ctx.world,
-                   "device": str(ctx.device), "bf16": bf16,
-                   **{f"first/{k}": v for k, v in first.items() if isinstance(v, (int, float))},
-                   **{k: v for k, v in last.items() if isinstance(v, (int, float))}}
+        summary = {
+            "pairs": len(rows),
+            "steps": trainer.state.global_step,
+            "steps_per_epoch": steps_per_epoch,
+            "train_loss": result.training_loss,
+            "seconds": seconds,
+            "world_size": ctx.world,
+            "device": str(ctx.device),
+            "bf16": bf16,
+            **{f"first/{k}": v for k, v in first.items() if isinstance(v, (int, float))},
+            **{k: v for k, v in last.items() if isinstance(v, (int, float))},
+        }
         atomic.write_json(out / "dpo_summary.json", summary)
     ray.train.report({"steps": trainer.state.global_step})

@@ -42,14 +42,22 @@ def torch_trainer(worker: Any, loop_config: dict[str, Any], cluster: ClusterConf
             PlacementGroupCleanerCallback = None  # noqa: N806
 
         if PlacementGroupCleanerCallback is not None:
+
             class TrainerWithoutCleaner(TorchTrainer):
                 def _create_default_callbacks(self) -> list:
-                    return [c for c in super()._create_default_callbacks()
-                            if not isinstance(c, PlacementGroupCleanerCallback)]
+                    return [
+                        c
+                        for c in super()._create_default_callbacks()
+                        if not isinstance(c, PlacementGroupCleanerCallback)
+                    ]
 
             cls = TrainerWithoutCleaner
-    return cls(worker, train_loop_config=loop_config, scaling_config=scaling(cluster),
-               run_config=RunConfig(name=name, storage_path=storage))
+    return cls(
+        worker,
+        train_loop_config=loop_config,
+        scaling_config=scaling(cluster),
+        run_config=RunConfig(name=name, storage_path=storage),
+    )
 
 
 def resolve_gpu(setting: str) -> bool:
@@ -69,8 +77,11 @@ def scaling(cluster: ClusterConfig) -> Any:
     from ray.train import ScalingConfig
 
     use_gpu = resolve_gpu(cluster.use_gpu)
-    return ScalingConfig(num_workers=cluster.num_workers, use_gpu=use_gpu,
-                         resources_per_worker={"CPU": cluster.cpus_per_worker, **({"GPU": 1} if use_gpu else {})})
+    return ScalingConfig(
+        num_workers=cluster.num_workers,
+        use_gpu=use_gpu,
+        resources_per_worker={"CPU": cluster.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+    )
 
 
 def room_for(count: int, cpus: float, gpus: float = 0.0) -> bool:

@@ -82,10 +82,16 @@ def run_sft(project: ProjectConfig, config_name: str = "") -> SFTResult:
     hf = project.model.hf_config()
     patchilizer = Patchilizer(patch_size=hf.patch_size, patch_length=hf.patch_length)
     eval_set = PatchBatches(eval_pieces, patchilizer, cfg.seed)
-    baseline = unigram_bits(PatchBatches(train_pieces, patchilizer, cfg.seed),
-                            eval_set.eval_batches(cfg.batch_pieces, cfg.eval_pieces))
-    log.info("corpus %s: %d train / %d eval pieces; char-unigram baseline %.3f bits/char",
-             corpus, len(train_pieces), len(eval_pieces), baseline)
+    baseline = unigram_bits(
+        PatchBatches(train_pieces, patchilizer, cfg.seed), eval_set.eval_batches(cfg.batch_pieces, cfg.eval_pieces)
+    )
+    log.info(
+        "corpus %s: %d train / %d eval pieces; char-unigram baseline %.3f bits/char",
+        corpus,
+        len(train_pieces),
+        len(eval_pieces),
+        baseline,
+    )
 
     uri = tracking_uri(project.tracking.tracking_uri, out)
     use_experiment(uri, project.tracking.experiment, out)

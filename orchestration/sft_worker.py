@@ -52,8 +52,9 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
     eval_batches = list(eval_set.eval_batches(cfg.batch_pieces, cfg.eval_pieces))
 
     bf16 = use_bf16(cluster.precision, device)
-    ds_config = deepspeed_config(cfg.zero_stage, cfg.batch_pieces, cfg.grad_accum, world, cfg.lr,
-                                 cfg.weight_decay, cfg.grad_clip, bf16)
+    ds_config = deepspeed_config(
+        cfg.zero_stage, cfg.batch_pieces, cfg.grad_accum, world, cfg.lr, cfg.weight_decay, cfg.grad_clip, bf16
+    )
     engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
 
     step, elapsed = 0, 0.0
@@ -89,8 +90,12 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
         if step % cfg.log_every == 0 or last:
             loss_sum, char_sum = ctx.all_reduce([window_loss, float(window_chars)])
             seconds = time.perf_counter() - window_start
-            metrics = {"train/loss": loss_sum / max(1.0, char_sum), "train/lr": lr,
-                       "train/chars_per_sec": char_sum / max(seconds, 1e-9), "train/elapsed_s": elapsed}
+            metrics = {
+                "train/loss": loss_sum / max(1.0, char_sum),
+                "train/lr": lr,
+                "train/chars_per_sec": char_sum / max(seconds, 1e-9),
+                "train/elapsed_s": elapsed,
+            }
             metrics["train/bpc"] = metrics["train/loss"] / math.log(2)
             if main:
                 tracker.log(metrics, step)
@@ -113,7 +118,13 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
     bar.close()
     export_model(engine, out / "model", main)
     if main:
-        summary = {"step": step, "elapsed_s": elapsed, "world_size": world, "device": str(device), "bf16": bf16,
-                   **metrics}
+        summary = {
+            "step": step,
+            "elapsed_s": elapsed,
+            "world_size": world,
+            "device": str(device),
+            "bf16": bf16,
+            **metrics,
+        }
         atomic.write_json(out / "sft_summary.json", summary)
     ray.train.report({"step": step, **{k.replace("/", "_"): v for k, v in metrics.items()}})

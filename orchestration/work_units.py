@@ -17,19 +17,27 @@ from base import atomic
 log = logging.getLogger(__name__)
 
 
-def run_units(folder: Path, items: list[dict], unit_size: int, kind: str, pool: Callable[[], Any],
-              payload: Callable[[list[dict]], Any] | None = None) -> tuple[list[dict], dict[str, float]]:
+def run_units(
+    folder: Path,
+    items: list[dict],
+    unit_size: int,
+    kind: str,
+    pool: Callable[[], Any],
+    payload: Callable[[list[dict]], Any] | None = None,
+) -> tuple[list[dict], dict[str, float]]:
     """Run the units of ``items`` that have no file in ``folder/units`` yet, then merge every unit.
 
     ``pool()`` gives the ``ActorPool`` that runs them (asked for only when a unit is left to run);
     ``payload(chunk)`` wraps a unit's items into what the actor's ``kind`` method receives (the items
     themselves by default).
     """
-    chunks = [items[i:i + unit_size] for i in range(0, len(items), unit_size)]
+    chunks = [items[i : i + unit_size] for i in range(0, len(items), unit_size)]
     names = [f"unit-{i:04d}" for i in range(len(chunks))]
     unit_dir = folder / "units"
     unit_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(n, (payload or (lambda c: c))(ch)) for n, ch in zip(names, chunks) if not (unit_dir / f"{n}.jsonl").is_file()]
+    todo = [
+        (n, (payload or (lambda c: c))(ch)) for n, ch in zip(names, chunks) if not (unit_dir / f"{n}.jsonl").is_file()
+    ]
     stats: dict[str, float] = {"units": len(chunks), "units_run": len(todo)}
     if todo:
         from tqdm import tqdm
@@ -44,7 +52,13 @@ def run_units(folder: Path, items: list[dict], unit_size: int, kind: str, pool: 
             s = pool().run(todo, kind, done)
         finally:
             bar.close()
-        stats.update({"actor_seconds": sum(s.busy_seconds), "pool_seconds": s.seconds,
-                      "retried_units": s.retried, "actor_failures": s.actor_failures})
+        stats.update(
+            {
+                "actor_seconds": sum(s.busy_seconds),
+                "pool_seconds": s.seconds,
+                "retried_units": s.retried,
+                "actor_failures": s.actor_failures,
+            }
+        )
     rows = [r for n in names for r in atomic.read_jsonl(unit_dir / f"{n}.jsonl")]
     return rows, stats

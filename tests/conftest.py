@@ -16,8 +16,14 @@ import yaml
 
 # The files that wait longest on Ray, DeepSpeed and subprocess start-up, longest first. Run first, they overlap
 # with the many quick files on the other worker (pytest -n 2 --dist loadfile) instead of ending the run alone.
-SLOW_FIRST = ("test_campaign.py", "test_two_nodes.py", "test_driver_kill.py", "test_sft_launch.py", "test_cli.py",
-              "test_actors.py")
+SLOW_FIRST = (
+    "test_campaign.py",
+    "test_two_nodes.py",
+    "test_driver_kill.py",
+    "test_sft_launch.py",
+    "test_cli.py",
+    "test_actors.py",
+)
 
 
 def pytest_collection_modifyitems(items: list) -> None:
@@ -28,26 +34,32 @@ def pytest_collection_modifyitems(items: list) -> None:
 # ---------------------------------------------------------------------------- pieces in NotaGen form
 
 # A two-voice chorale and a folk tune in NotaGen's training form (prompt lines, then interleaved bars).
-PIECE = ("%Baroque\n%Bach, Johann Sebastian\n%Choral\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
-         "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|[V:2]D,4 C,4|\n[V:1]B4 A4|[V:2]G,4 D,4|\n[V:1]G8|][V:2]G,,8|]\n")
+PIECE = (
+    "%Baroque\n%Bach, Johann Sebastian\n%Choral\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
+    "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|[V:2]D,4 C,4|\n[V:1]B4 A4|[V:2]G,4 D,4|\n[V:1]G8|][V:2]G,,8|]\n"
+)
 FOLK = "%Romantic\n%Traditional\n%Keyboard\nL:1/8\nM:6/8\nK:D\nV:1 treble\n[V:1]|:DFA dfa|\n[V:1]gfe d3:|\n"
 
 
-def musicxml(parts: list[tuple[str, list[list[str]]]], title: str = "Test piece", composer: str = "Test Composer",
-             beats: int = 4) -> str:
+def musicxml(
+    parts: list[tuple[str, list[list[str]]]], title: str = "Test piece", composer: str = "Test Composer", beats: int = 4
+) -> str:
     """A MusicXML document: each part is (name, measures), each measure a list of quarter notes such as
     'C4', 'F#4', 'Bb3' or 'r' (a quarter rest). Time signature beats/4, key of C."""
-    part_list = "".join(f'<score-part id="P{i + 1}"><part-name>{name}</part-name></score-part>'
-                        for i, (name, _) in enumerate(parts))
+    part_list = "".join(
+        f'<score-part id="P{i + 1}"><part-name>{name}</part-name></score-part>' for i, (name, _) in enumerate(parts)
+    )
     body = []
     for i, (_, measures) in enumerate(parts):
         ms = []
         for m, notes in enumerate(measures, start=1):
             attrs = ""
             if m == 1:
-                attrs = (f"<attributes><divisions>1</divisions><key><fifths>0</fifths></key>"
-                         f"<time><beats>{beats}</beats><beat-type>4</beat-type></time>"
-                         f"<clef><sign>G</sign><line>2</line></clef></attributes>")
+                attrs = (
+                    f"<attributes><divisions>1</divisions><key><fifths>0</fifths></key>"
+                    f"<time><beats>{beats}</beats><beat-type>4</beat-type></time>"
+                    f"<clef><sign>G</sign><line>2</line></clef></attributes>"
+                )
             ns = []
             for n in notes:
                 if n == "r":
@@ -57,15 +69,19 @@ def musicxml(parts: list[tuple[str, list[list[str]]]], title: str = "Test piece"
                 alter = {"#": 1, "b": -1}.get(rest[0], 0) if rest[0] in "#b" else 0
                 octave = rest[1:] if alter else rest
                 alt = f"<alter>{alter}</alter>" if alter else ""
-                ns.append(f"<note><pitch><step>{step}</step>{alt}<octave>{octave}</octave></pitch>"
-                          f"<duration>1</duration><type>quarter</type></note>")
+                ns.append(
+                    f"<note><pitch><step>{step}</step>{alt}<octave>{octave}</octave></pitch>"
+                    f"<duration>1</duration><type>quarter</type></note>"
+                )
             ms.append(f'<measure number="{m}">{attrs}{"".join(ns)}</measure>')
         body.append(f'<part id="P{i + 1}">{"".join(ms)}</part>')
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<score-partwise version="3.1">'
-            f"<work><work-title>{title}</work-title></work>"
-            f'<identification><creator type="composer">{composer}</creator></identification>'
-            f"<part-list>{part_list}</part-list>{''.join(body)}</score-partwise>\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<score-partwise version="3.1">'
+        f"<work><work-title>{title}</work-title></work>"
+        f'<identification><creator type="composer">{composer}</creator></identification>'
+        f"<part-list>{part_list}</part-list>{''.join(body)}</score-partwise>\n"
+    )
 
 
 DUET = [
@@ -101,7 +117,8 @@ def score_dir(tmp_path: Path) -> Path:
     (d / "canon.krn").write_text(
         "!!!COM: Mozart, Wolfgang Amadeus\n**kern\t**kern\n*M4/4\t*M4/4\n=1\t=1\n4c\t4e\n4d\t4f\n4e\t4g\n4f\t4a\n"
         "=2\t=2\n4g\t4b\n4a\t4cc\n4b\t4dd\n4cc\t4ee\n=3\t=3\n4g\t4e\n4e\t4c\n2c\t2C\n"
-        "=4\t=4\n4c\t4e\n4d\t4f\n2e\t2g\n==\t==\n*-\t*-\n")
+        "=4\t=4\n4c\t4e\n4d\t4f\n2e\t2g\n==\t==\n*-\t*-\n"
+    )
     return d
 
 
@@ -121,22 +138,25 @@ def jig(rng: random.Random, bars: int) -> str:
 
 
 def reel(rng: random.Random, bars: int) -> str:
-    body = [f"[V:1]{rng.choice(['GABc', 'dcBA', 'GBdB'])} {rng.choice(['d2B2', 'c2A2', 'G4'])}|\n"
-            for _ in range(bars)]
+    body = [f"[V:1]{rng.choice(['GABc', 'dcBA', 'GBdB'])} {rng.choice(['d2B2', 'c2A2', 'G4'])}|\n" for _ in range(bars)]
     return "L:1/8\nM:4/4\nK:G\nV:1 treble\n" + "".join(body)
 
 
 def chorale(rng: random.Random, bars: int) -> str:
-    body = [f"[V:1]{' '.join(rng.choice(['G2', 'A2', 'B2', 'c2', 'd2']) for _ in range(4))}|"
-            f"[V:2]{rng.choice(['G,8', 'D,8', 'C,8'])}|\n" for _ in range(bars)]
+    body = [
+        f"[V:1]{' '.join(rng.choice(['G2', 'A2', 'B2', 'c2', 'd2']) for _ in range(4))}|"
+        f"[V:2]{rng.choice(['G,8', 'D,8', 'C,8'])}|\n"
+        for _ in range(bars)
+    ]
     return "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(body)
 
 
 MAKERS = {"jig": jig, "reel": reel, "chorale": chorale}
 
 
-def write_corpus(root: Path, bars: dict[str, tuple[int, int]], per_style: int, eval_per_style: int,
-                 seed: int = 0) -> Path:
+def write_corpus(
+    root: Path, bars: dict[str, tuple[int, int]], per_style: int, eval_per_style: int, seed: int = 0
+) -> Path:
     """A built corpus as ``data build`` writes it: interleaved/ (CLaMP-ready), train/ (NotaGen form with the
     prompt lines), train.jsonl and eval.jsonl. ``bars`` names the styles and each one's range of bar counts;
     the last ``eval_per_style`` pieces of each style are the eval split. Piece ids are style + index."""
@@ -151,8 +171,15 @@ def write_corpus(root: Path, bars: dict[str, tuple[int, int]], per_style: int, e
             body = MAKERS[style](rng, rng.randint(low, high))
             (root / "interleaved" / f"{pid}.abc").write_text(body)
             (root / "train" / f"{pid}.abc").write_text(f"%{period}\n%{composer}\n%{inst}\n{body}")
-            row = {"id": pid, "path": f"train/{pid}.abc", "prompt": f"{period}_{composer}_{inst}",
-                   "period": period, "composer": composer, "instrumentation": inst, "title": f"{style} {i}"}
+            row = {
+                "id": pid,
+                "path": f"train/{pid}.abc",
+                "prompt": f"{period}_{composer}_{inst}",
+                "period": period,
+                "composer": composer,
+                "instrumentation": inst,
+                "title": f"{style} {i}",
+            }
             splits["eval" if i >= per_style - eval_per_style else "train"].append(row)
     for split, rows in splits.items():
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -171,23 +198,55 @@ def campaign_corpus(root: Path) -> Path:
 
 def campaign_config(tmp: Path, corpus: Path, out: Path, **campaign: object) -> Path:
     """A YAML config for a campaign of tiny everything (seconds per stage on 2 cores)."""
-    evaluator = {"size": "tiny", "train_patches": 32, "pretrain_steps": 10, "contrastive_steps": 20,
-                 "batch_size": 8, "eval_every": 20, "log_every": 10, "min_prompt_pieces": 3, "dropout": 0.0,
-                 "plagiarism_cosine": None}
+    evaluator = {
+        "size": "tiny",
+        "train_patches": 32,
+        "pretrain_steps": 10,
+        "contrastive_steps": 20,
+        "batch_size": 8,
+        "eval_every": 20,
+        "log_every": 10,
+        "min_prompt_pieces": 3,
+        "dropout": 0.0,
+        "plagiarism_cosine": None,
+    }
     cfg = {
         "data": {"out_dir": str(corpus)},
-        "model": {"size": "tiny", "hidden_size": 64, "patch_num_layers": 1, "char_num_layers": 1,
-                  "patch_length": 64, "dropout": 0.0},
-        "train": {"max_steps": 80, "batch_pieces": 8, "lr": 3e-3, "warmup_steps": 5, "eval_every": 40,
-                  "save_every": 80, "log_every": 20, "eval_pieces": 8},
+        "model": {
+            "size": "tiny",
+            "hidden_size": 64,
+            "patch_num_layers": 1,
+            "char_num_layers": 1,
+            "patch_length": 64,
+            "dropout": 0.0,
+        },
+        "train": {
+            "max_steps": 80,
+            "batch_pieces": 8,
+            "lr": 3e-3,
+            "warmup_steps": 5,
+            "eval_every": 40,
+            "save_every": 80,
+            "log_every": 20,
+            "eval_pieces": 8,
+        },
         "cluster": {"num_workers": 1, "cpus_per_worker": 1},
         "sampling": {"max_patches": 48, "batch_size": 8},
         "evaluator": {**evaluator, "subset": "even"},
         "judge": {**evaluator, "subset": "odd", "seed": 1},
         "dpo": {"select_portion": 0.25, "lr": 1e-4, "epochs": 1, "batch_pairs": 2, "max_pairs_per_prompt": 4},
-        "campaign": {"out_dir": str(out), "rounds": 1, "heldout_keys": ["Folk_Traditional, Scottish_Solo melody"],
-                     "min_prompt_pieces": 5, "samples_per_prompt": 8, "eval_samples_per_prompt": 4,
-                     "unit_size": 4, "cpus_per_sampler": 1, "cpus_per_scorer": 1, **campaign},
+        "campaign": {
+            "out_dir": str(out),
+            "rounds": 1,
+            "heldout_keys": ["Folk_Traditional, Scottish_Solo melody"],
+            "min_prompt_pieces": 5,
+            "samples_per_prompt": 8,
+            "eval_samples_per_prompt": 4,
+            "unit_size": 4,
+            "cpus_per_sampler": 1,
+            "cpus_per_scorer": 1,
+            **campaign,
+        },
     }
     path = tmp / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -243,8 +302,18 @@ def tiny_parts(tmp_path_factory):  # noqa: ANN201
         loss.backward()
         opt.step()
     model.save_pretrained(tmp / "policy")
-    train_evaluator(EvaluatorConfig(out_dir=str(tmp / "evaluator"), pretrain_steps=10, contrastive_steps=20,
-                                    batch_size=8, train_patches=32, min_prompt_pieces=3, dropout=0.0), corpus)
+    train_evaluator(
+        EvaluatorConfig(
+            out_dir=str(tmp / "evaluator"),
+            pretrain_steps=10,
+            contrastive_steps=20,
+            batch_size=8,
+            train_patches=32,
+            min_prompt_pieces=3,
+            dropout=0.0,
+        ),
+        corpus,
+    )
     return {"tmp": tmp, "corpus": corpus, "policy": tmp / "policy", "evaluator": tmp / "evaluator"}
 
 

@@ -18,8 +18,25 @@ class ConversionError(Exception):
 
 def _xml2abc_options(unit_length: int) -> types.SimpleNamespace:
     # The fields xml2abc's command line would set; -d (unit length) and -x (no line-break marks) as NotaGen.
-    return types.SimpleNamespace(u=False, m=0, c=0, d=unit_length, n=0, b=0, o="", v=0, x=True, p=[], j=False,
-                                 t=False, s=False, v1=False, ped=True, stm=False, i=False)
+    return types.SimpleNamespace(
+        u=False,
+        m=0,
+        c=0,
+        d=unit_length,
+        n=0,
+        b=0,
+        o="",
+        v=0,
+        x=True,
+        p=[],
+        j=False,
+        t=False,
+        s=False,
+        v1=False,
+        ped=True,
+        stm=False,
+        i=False,
+    )
 
 
 def musicxml_to_abc(xml: bytes, unit_length: int = 8) -> str:

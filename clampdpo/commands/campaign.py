@@ -16,8 +16,10 @@ def _print_rounds(out: Path, rows: list[dict]) -> None:
     sys.stdout.write(f"campaign {out}\n{format_table(rows)}\n")
     if len(rows) > 1:
         d = rows[-1]["clamp/mean"] - rows[0]["clamp/mean"]
-        sys.stdout.write(f"held-out CLaMP mean {rows[0]['clamp/mean']:.4f} → {rows[-1]['clamp/mean']:.4f} "
-                         f"({d:+.4f}); validity {rows[0]['validity/rate']:.2f} → {rows[-1]['validity/rate']:.2f}\n")
+        sys.stdout.write(
+            f"held-out CLaMP mean {rows[0]['clamp/mean']:.4f} → {rows[-1]['clamp/mean']:.4f} "
+            f"({d:+.4f}); validity {rows[0]['validity/rate']:.2f} → {rows[-1]['validity/rate']:.2f}\n"
+        )
     sys.stdout.write(f"MLflow: clampdpo ui {out}\n")
 
 
@@ -81,8 +83,20 @@ def _ui(args: argparse.Namespace) -> int:
     if not db.is_file():
         log.error("%s: no mlflow.db (a campaign, sft or evaluator folder has one)", folder)
         return 1
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
-           "--backend-store-uri", f"sqlite:///{db}", "--default-artifact-root", (folder / "mlartifacts").as_uri()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--backend-store-uri",
+        f"sqlite:///{db}",
+        "--default-artifact-root",
+        (folder / "mlartifacts").as_uri(),
+    ]
     log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)", args.port)
     return subprocess.call(cmd)
 
@@ -90,39 +104,59 @@ def _ui(args: argparse.Namespace) -> int:
 def register(groups: argparse._SubParsersAction) -> None:
     from clampdpo.args import add_config_args
 
-    p = groups.add_parser("campaign", help="run, resume, inspect and compare CLaMP-DPO campaigns",
-                          description="A campaign: corpus → policy (SFT or given) → evaluator and judge (trained or "
-                          "given) → ground-truth centroids → K rounds of sample (Ray sampler actors) → score (Ray "
-                          "evaluator actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → held-out evaluation. "
-                          "Tracked in MLflow (parent run = campaign, child run = round); resumable stage by stage.")
+    p = groups.add_parser(
+        "campaign",
+        help="run, resume, inspect and compare CLaMP-DPO campaigns",
+        description="A campaign: corpus → policy (SFT or given) → evaluator and judge (trained or "
+        "given) → ground-truth centroids → K rounds of sample (Ray sampler actors) → score (Ray "
+        "evaluator actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → held-out evaluation. "
+        "Tracked in MLflow (parent run = campaign, child run = round); resumable stage by stage.",
+    )
     sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
-    run = sub.add_parser("run", help="run a whole campaign (continues one already in --out with the same config)",
-                         description="Run every stage of a campaign and print the per-round table.")
+    run = sub.add_parser(
+        "run",
+        help="run a whole campaign (continues one already in --out with the same config)",
+        description="Run every stage of a campaign and print the per-round table.",
+    )
     add_config_args(run)
     run.add_argument("--out", help="campaign folder (campaign.out_dir)")
-    run.add_argument("--ray-address", help="existing Ray cluster, e.g. auto or HEAD:6379 (cluster.ray_address); "
-                                           "default: a local Ray in this process")
+    run.add_argument(
+        "--ray-address",
+        help="existing Ray cluster, e.g. auto or HEAD:6379 (cluster.ray_address); default: a local Ray in this process",
+    )
     run.set_defaults(func=_run)
-    res = sub.add_parser("resume", help="continue a campaign after a crash, from its own saved config",
-                         description="Redo the stage a crash interrupted (keeping its finished work units) and "
-                         "run the rest. Nothing finished is redone; no sample is lost or duplicated.")
+    res = sub.add_parser(
+        "resume",
+        help="continue a campaign after a crash, from its own saved config",
+        description="Redo the stage a crash interrupted (keeping its finished work units) and "
+        "run the rest. Nothing finished is redone; no sample is lost or duplicated.",
+    )
     res.add_argument("dir", help="campaign folder")
     res.add_argument("--ray-address", help="run on this Ray cluster instead of a local one")
     res.set_defaults(func=_resume)
-    st = sub.add_parser("status", help="which stages are done, which is next, and the rounds so far",
-                        description="Read a campaign folder (nothing is started): every stage with its state and "
-                        "wall time, then the round table of the rounds evaluated so far.")
+    st = sub.add_parser(
+        "status",
+        help="which stages are done, which is next, and the rounds so far",
+        description="Read a campaign folder (nothing is started): every stage with its state and "
+        "wall time, then the round table of the rounds evaluated so far.",
+    )
     st.add_argument("dir", help="campaign folder")
     st.set_defaults(func=_status)
-    cmp_ = sub.add_parser("compare", help="rounds × metrics of campaigns, and a PNG of scores across rounds",
-                          description="Print the round table of each campaign and plot CLaMP score, judge score "
-                          "and validity across rounds, one line per campaign.")
+    cmp_ = sub.add_parser(
+        "compare",
+        help="rounds × metrics of campaigns, and a PNG of scores across rounds",
+        description="Print the round table of each campaign and plot CLaMP score, judge score "
+        "and validity across rounds, one line per campaign.",
+    )
     cmp_.add_argument("dirs", nargs="+", help="campaign folders")
     cmp_.add_argument("--plot", help="PNG to write (default: DIR/compare.png of the first campaign)")
     cmp_.set_defaults(func=_compare)
 
-    ui = groups.add_parser("ui", help="serve the MLflow UI of a campaign (or sft / evaluator) folder on 127.0.0.1",
-                           description="Start `mlflow server` on the folder's sqlite store, bound to 127.0.0.1.")
+    ui = groups.add_parser(
+        "ui",
+        help="serve the MLflow UI of a campaign (or sft / evaluator) folder on 127.0.0.1",
+        description="Start `mlflow server` on the folder's sqlite store, bound to 127.0.0.1.",
+    )
     ui.add_argument("dir", help="folder holding mlflow.db")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     ui.set_defaults(func=_ui)

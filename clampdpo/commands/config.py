@@ -38,16 +38,26 @@ def _fields(args: argparse.Namespace) -> int:
 def register(groups: argparse._SubParsersAction) -> None:
     from clampdpo.args import add_config_args
 
-    p = groups.add_parser("config", help="show presets, fields and resolved settings",
-                          description="Inspect the typed config that every stage reads.")
+    p = groups.add_parser(
+        "config",
+        help="show presets, fields and resolved settings",
+        description="Inspect the typed config that every stage reads.",
+    )
     sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
-    show = sub.add_parser("show", help="print the resolved config as YAML",
-                          description="Load a preset or file, apply --set overrides, print the result.")
+    show = sub.add_parser(
+        "show",
+        help="print the resolved config as YAML",
+        description="Load a preset or file, apply --set overrides, print the result.",
+    )
     add_config_args(show)
     show.set_defaults(func=_show)
-    sub.add_parser("presets", help="list the presets in configs/",
-                   description="List the presets in configs/ with their one-line descriptions."
-                   ).set_defaults(func=_presets)
-    sub.add_parser("fields", help="list every config field with its default and help",
-                   description="List every config field (section.field) with its default and help."
-                   ).set_defaults(func=_fields)
+    sub.add_parser(
+        "presets",
+        help="list the presets in configs/",
+        description="List the presets in configs/ with their one-line descriptions.",
+    ).set_defaults(func=_presets)
+    sub.add_parser(
+        "fields",
+        help="list every config field with its default and help",
+        description="List every config field (section.field) with its default and help.",
+    ).set_defaults(func=_fields)

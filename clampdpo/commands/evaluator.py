@@ -33,13 +33,19 @@ def _train(args: argparse.Namespace) -> int:
     from evaluators.train import train_evaluator
 
     project = _project(args, args.out)
-    result = train_evaluator(project.evaluator, _corpus(project, args.corpus), project.tracking.tracking_uri,
-                             project.tracking.experiment, {"evaluator": to_dict(project.evaluator),
-                                                           "data": to_dict(project.data)})
+    result = train_evaluator(
+        project.evaluator,
+        _corpus(project, args.corpus),
+        project.tracking.tracking_uri,
+        project.tracking.experiment,
+        {"evaluator": to_dict(project.evaluator), "data": to_dict(project.data)},
+    )
     r = result.report
-    sys.stdout.write(f"trained in {r['train/minutes']:.1f} min ({int(r['train/pretrain_steps'])} masked-patch + "
-                     f"{int(r['train/contrastive_steps'])} contrastive steps)\n{format_report(r)}\n"
-                     f"evaluator written to {result.out_dir}\n")
+    sys.stdout.write(
+        f"trained in {r['train/minutes']:.1f} min ({int(r['train/pretrain_steps'])} masked-patch + "
+        f"{int(r['train/contrastive_steps'])} contrastive steps)\n{format_report(r)}\n"
+        f"evaluator written to {result.out_dir}\n"
+    )
     return 0
 
 
@@ -51,8 +57,9 @@ def _index(args: argparse.Namespace) -> int:
     project = _project(args)
     cfg = project.evaluator
     cfg.init_from, cfg.out_dir, cfg.pretrain_steps, cfg.contrastive_steps = args.dir, args.dir, 0, 0
-    result = train_evaluator(cfg, _corpus(project, args.corpus), project.tracking.tracking_uri,
-                             project.tracking.experiment)
+    result = train_evaluator(
+        cfg, _corpus(project, args.corpus), project.tracking.tracking_uri, project.tracking.experiment
+    )
     sys.stdout.write(f"{format_report(result.report)}\nindexed {result.out_dir}\n")
     return 0
 
@@ -90,15 +97,24 @@ def _score(args: argparse.Namespace) -> int:
 
     from evaluators.evaluator import Evaluator
 
-    ev = Evaluator.load(args.evaluator, args.device, plagiarism_cosine=args.plagiarism_cosine or None,
-                        center=args.center)
+    ev = Evaluator.load(
+        args.evaluator, args.device, plagiarism_cosine=args.plagiarism_cosine or None, center=args.center
+    )
     items = _read_texts(Path(args.dir))
     if args.prompt not in ev.centroids:
-        log.error("prompt %r has no ground truth in this evaluator; known prompts:\n  %s", args.prompt,
-                  "\n  ".join(ev.prompts))
+        log.error(
+            "prompt %r has no ground truth in this evaluator; known prompts:\n  %s",
+            args.prompt,
+            "\n  ".join(ev.prompts),
+        )
         return 2
-    records = ev.score([t for _, t in items], [args.prompt] * len(items), guards_on=not args.no_guards,
-                       with_features=True, progress=True)
+    records = ev.score(
+        [t for _, t in items],
+        [args.prompt] * len(items),
+        guards_on=not args.no_guards,
+        with_features=True,
+        progress=True,
+    )
     for (path, _), rec in zip(items, records):
         sys.stdout.write(json.dumps({"path": path, **rec.to_dict()}) + "\n")
     feats = np.array([r.feature for r in records], dtype=np.float32)
@@ -129,53 +145,79 @@ def register(groups: argparse._SubParsersAction) -> None:
     from clampdpo.args import add_config_args
     from evaluators.config import PLAGIARISM_THRESHOLD
 
-    p = groups.add_parser("evaluator", help="the CLaMP-style music evaluator: train, index, features, score",
-                          description="The reward model of CLaMP-DPO: an M3-style music encoder aligned with "
-                          "metadata text, scoring pieces by cosine to the centroid of real pieces of their prompt.")
+    p = groups.add_parser(
+        "evaluator",
+        help="the CLaMP-style music evaluator: train, index, features, score",
+        description="The reward model of CLaMP-DPO: an M3-style music encoder aligned with "
+        "metadata text, scoring pieces by cosine to the centroid of real pieces of their prompt.",
+    )
     sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
 
-    tr = sub.add_parser("train", help="masked-patch pre-training, then contrastive text-music training",
-                        description="Train an evaluator on the corpus (built if missing) with the evaluator: "
-                        "section of the config, index the ground truth, and print held-out checks (composer "
-                        "by nearest centroid, prompt margin, real vs corrupted pieces, retrieval). "
-                        "An independent judge: --set evaluator.subset=odd --set evaluator.seed=1 --out runs/judge.")
+    tr = sub.add_parser(
+        "train",
+        help="masked-patch pre-training, then contrastive text-music training",
+        description="Train an evaluator on the corpus (built if missing) with the evaluator: "
+        "section of the config, index the ground truth, and print held-out checks (composer "
+        "by nearest centroid, prompt margin, real vs corrupted pieces, retrieval). "
+        "An independent judge: --set evaluator.subset=odd --set evaluator.seed=1 --out runs/judge.",
+    )
     add_config_args(tr)
     tr.add_argument("--out", help="output folder (overrides evaluator.out_dir)")
     tr.add_argument("--corpus", help="corpus folder (default: data.out_dir, built if missing)")
     tr.set_defaults(func=_train)
 
-    ix = sub.add_parser("index", help="compute ground-truth features and the report for an existing model",
-                        description="For an evaluator folder that has model/ but no reference.npz (e.g. after "
-                        "import-clamp2): extract the corpus's features, write reference.npz and report.json.")
+    ix = sub.add_parser(
+        "index",
+        help="compute ground-truth features and the report for an existing model",
+        description="For an evaluator folder that has model/ but no reference.npz (e.g. after "
+        "import-clamp2): extract the corpus's features, write reference.npz and report.json.",
+    )
     ix.add_argument("dir", help="evaluator folder")
     ix.add_argument("--corpus", help="corpus folder (default: data.out_dir, built if missing)")
     add_config_args(ix)
     ix.set_defaults(func=_index)
 
-    fe = sub.add_parser("features", help="global CLaMP features of the .abc files of a folder",
-                        description="Windowed, pooled, projected and length-weighted features (CLaMP 2's "
-                        "definition), batched and cached by content hash; written to DIR/features.npz.")
+    fe = sub.add_parser(
+        "features",
+        help="global CLaMP features of the .abc files of a folder",
+        description="Windowed, pooled, projected and length-weighted features (CLaMP 2's "
+        "definition), batched and cached by content hash; written to DIR/features.npz.",
+    )
     _add_evaluator_args(fe)
     fe.add_argument("--out", help="output .npz (default DIR/features.npz)")
     fe.set_defaults(func=_features)
 
-    sc = sub.add_parser("score", help="CLaMP score and guard metrics of .abc files for one prompt",
-                        description="One JSON line per file (clamp_score, validity, plagiarism, pitch-class "
-                        "entropy) on stdout, and a summary with diversity and Fréchet distance on stderr.")
+    sc = sub.add_parser(
+        "score",
+        help="CLaMP score and guard metrics of .abc files for one prompt",
+        description="One JSON line per file (clamp_score, validity, plagiarism, pitch-class "
+        "entropy) on stdout, and a summary with diversity and Fréchet distance on stderr.",
+    )
     _add_evaluator_args(sc)
     sc.add_argument("--prompt", required=True, help="prompt key period_composer_instrumentation")
     sc.add_argument("--no-guards", action="store_true", help="CLaMP scores only (no validity / plagiarism)")
-    sc.add_argument("--center", action="store_true",
-                    help="score on features centred on the ground-truth mean (evaluator.center_features)")
-    sc.add_argument("--plagiarism-cosine", type=float, default=PLAGIARISM_THRESHOLD, metavar="C",
-                    help=f"feature cosine above which a piece is plagiarism (default NotaGen's {PLAGIARISM_THRESHOLD}; "
-                         "0 calibrates it on the held-out split)")
+    sc.add_argument(
+        "--center",
+        action="store_true",
+        help="score on features centred on the ground-truth mean (evaluator.center_features)",
+    )
+    sc.add_argument(
+        "--plagiarism-cosine",
+        type=float,
+        default=PLAGIARISM_THRESHOLD,
+        metavar="C",
+        help=f"feature cosine above which a piece is plagiarism (default NotaGen's {PLAGIARISM_THRESHOLD}; "
+        "0 calibrates it on the held-out split)",
+    )
     sc.set_defaults(func=_score)
 
-    im = sub.add_parser("import-clamp2", help="import the published M3 and CLaMP 2 weights (music side)",
-                        description="Map M3's char decoder and CLaMP 2's music encoder and projection into "
-                        "an evaluator folder (shapes checked, weights_only). CLaMP 2's text side is XLM-R and is "
-                        "not imported; the CLaMP score uses the music side only. Then run `evaluator index`.")
+    im = sub.add_parser(
+        "import-clamp2",
+        help="import the published M3 and CLaMP 2 weights (music side)",
+        description="Map M3's char decoder and CLaMP 2's music encoder and projection into "
+        "an evaluator folder (shapes checked, weights_only). CLaMP 2's text side is XLM-R and is "
+        "not imported; the CLaMP score uses the music side only. Then run `evaluator index`.",
+    )
     im.add_argument("m3", help="weights_m3_p_size_64_p_length_512_..._mask_0.45.pth")
     im.add_argument("clamp2", help="weights_clamp2_h_size_768_..._m3_True.pth")
     im.add_argument("out_dir", help="evaluator folder to write")

@@ -35,8 +35,10 @@ def _patches(args: argparse.Namespace) -> int:
             shown = "".join(c if ord(c) > 2 else {0: "·", 1: "⟨bos⟩", 2: "⟨eos⟩"}[ord(c)] for c in p)
             sys.stdout.write(f"{i:>5}  {shown.replace(chr(10), '⏎')!s:<40} {row}\n")
     over = len(full) > args.patch_length
-    sys.stdout.write(f"{path.name}: {len(full)} patches of 16 ({len(text)} chars); patch_length {args.patch_length}: "
-                     f"{'longer: training sees a streamed cut' if over else 'fits'}\n")
+    sys.stdout.write(
+        f"{path.name}: {len(full)} patches of 16 ({len(text)} chars); patch_length {args.patch_length}: "
+        f"{'longer: training sees a streamed cut' if over else 'fits'}\n"
+    )
     return 0
 
 
@@ -65,13 +67,17 @@ def _prompts(args: argparse.Namespace) -> list[list[str]]:
         if not rows:
             raise SystemExit(f"{path}: no pieces to take prompts from")
         rng = random.Random(args.seed)
-        return [prompt_lines(r["period"], r["composer"], r["instrumentation"])
-                for r in (rng.choice(rows) for _ in range(args.n))]
+        return [
+            prompt_lines(r["period"], r["composer"], r["instrumentation"])
+            for r in (rng.choice(rows) for _ in range(args.n))
+        ]
     if args.prompt:
         parts = args.prompt.split("_")
         if len(parts) != 3:
-            raise SystemExit(f"--prompt {args.prompt!r}: expected period_composer_instrumentation "
-                             "(as listed by `clampdpo data stats`)")
+            raise SystemExit(
+                f"--prompt {args.prompt!r}: expected period_composer_instrumentation "
+                "(as listed by `clampdpo data stats`)"
+            )
         return [prompt_lines(*parts)] * args.n
     if args.period and args.composer and args.instrumentation:
         return [prompt_lines(args.period, args.composer, args.instrumentation)] * args.n
@@ -104,8 +110,16 @@ def _sample(args: argparse.Namespace) -> int:
     for s in samples:
         name = f"sample_{s.seed:06d}"
         atomic.write_text(out / "original" / f"{name}.abc", s.text)
-        row = {"seed": s.seed, "prompt": [ln.strip("%\n") for ln in s.prompt], "finished": s.finished, "patches": s.patches, "chars": s.chars,
-               "stream_cuts": s.stream_cuts, "file": f"original/{name}.abc", "error": s.error}
+        row = {
+            "seed": s.seed,
+            "prompt": [ln.strip("%\n") for ln in s.prompt],
+            "finished": s.finished,
+            "patches": s.patches,
+            "chars": s.chars,
+            "stream_cuts": s.stream_cuts,
+            "file": f"original/{name}.abc",
+            "error": s.error,
+        }
         if s.interleaved:
             atomic.write_text(out / "interleaved" / f"{name}.abc", s.interleaved)
             row["interleaved"] = f"interleaved/{name}.abc"
@@ -118,23 +132,33 @@ def _sample(args: argparse.Namespace) -> int:
         rows.append(row)
     atomic.write_jsonl(out / "samples.jsonl", rows)
     chars = sum(s.chars for s in samples)
-    sys.stdout.write(f"{len(samples)} pieces ({sum(s.finished for s in samples)} finished) in {seconds:.1f} s, "
-                     f"{chars / seconds:.0f} chars/s → {out}\n")
+    sys.stdout.write(
+        f"{len(samples)} pieces ({sum(s.finished for s in samples)} finished) in {seconds:.1f} s, "
+        f"{chars / seconds:.0f} chars/s → {out}\n"
+    )
     if args.check:
-        sys.stdout.write(f"valid (music21 parses, bars aligned after unrotation): {valid}/{len(samples)} = "
-                         f"{valid / len(samples):.0%}\n")
+        sys.stdout.write(
+            f"valid (music21 parses, bars aligned after unrotation): {valid}/{len(samples)} = "
+            f"{valid / len(samples):.0%}\n"
+        )
     if args.print:
         sys.stdout.write(samples[0].text + "\n")
     return 0
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    p = groups.add_parser("model", help="the NotaGen decoder: patches, import, sampling",
-                          description="Commands around NotaGen's two-level decoder.")
+    p = groups.add_parser(
+        "model",
+        help="the NotaGen decoder: patches, import, sampling",
+        description="Commands around NotaGen's two-level decoder.",
+    )
     sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
-    pt = sub.add_parser("patches", help="show the 16-character patches and ids of an ABC file",
-                        description="Patchilize a NotaGen-form ABC file as training does (bos/eos patches, "
-                        "[r:i/n] line prefixes in stream mode) and report whether it fits the patch length.")
+    pt = sub.add_parser(
+        "patches",
+        help="show the 16-character patches and ids of an ABC file",
+        description="Patchilize a NotaGen-form ABC file as training does (bos/eos patches, "
+        "[r:i/n] line prefixes in stream mode) and report whether it fits the patch length.",
+    )
     pt.add_argument("file", help="an ABC file, e.g. corpus/train/<id>.abc")
     pt.add_argument("--patch-length", type=int, default=1024, help="patches the model sees (default 1024)")
     pt.add_argument("--no-stream", action="store_true", help="no [r:i/n] prefixes, plain truncation")
@@ -144,28 +168,44 @@ def register(groups: argparse._SubParsersAction) -> None:
     from clampdpo.args import add_config_args
     from models.sizes import SIZES
 
-    im = sub.add_parser("import-notagen", help="convert an original NotaGen checkpoint (.pth) to our format",
-                        description="Read NotaGen's {'model': state_dict} (weights_only), map its parameter names, "
-                        "check every shape against --size, and write a save_pretrained folder.")
+    im = sub.add_parser(
+        "import-notagen",
+        help="convert an original NotaGen checkpoint (.pth) to our format",
+        description="Read NotaGen's {'model': state_dict} (weights_only), map its parameter names, "
+        "check every shape against --size, and write a save_pretrained folder.",
+    )
     im.add_argument("checkpoint", help="NotaGen .pth file, e.g. weights_notagen_pretrain_p_size_16_...pth")
     im.add_argument("out_dir", help="folder to write (config.json + model.safetensors)")
-    im.add_argument("--size", "--preset", dest="size", default="large",
-                    choices=list(SIZES), help="the checkpoint's size (default large)")
+    im.add_argument(
+        "--size",
+        "--preset",
+        dest="size",
+        default="large",
+        choices=list(SIZES),
+        help="the checkpoint's size (default large)",
+    )
     im.set_defaults(func=_import)
 
-    sa = sub.add_parser("sample", help="generate pieces for a prompt (batched, KV-cached)",
-                        description="Sample pieces from a saved model for one period/composer/instrumentation "
-                        "prompt with the sampling: section of the config (top-k 9, top-p 0.9, temperature 1.2 "
-                        "by default). Writes original/ (raw NotaGen form), interleaved/ (CLaMP-ready) and "
-                        "samples.jsonl; one seed per piece (--seed, --seed+1, ...) regenerates it.")
+    sa = sub.add_parser(
+        "sample",
+        help="generate pieces for a prompt (batched, KV-cached)",
+        description="Sample pieces from a saved model for one period/composer/instrumentation "
+        "prompt with the sampling: section of the config (top-k 9, top-p 0.9, temperature 1.2 "
+        "by default). Writes original/ (raw NotaGen form), interleaved/ (CLaMP-ready) and "
+        "samples.jsonl; one seed per piece (--seed, --seed+1, ...) regenerates it.",
+    )
     sa.add_argument("model", help="saved model folder (train sft output model/, or import-notagen output)")
-    sa.add_argument("--prompt", help="prompt key period_composer_instrumentation, e.g. "
-                    "'Baroque_Bach, Johann Sebastian_Choral'")
+    sa.add_argument(
+        "--prompt", help="prompt key period_composer_instrumentation, e.g. 'Baroque_Bach, Johann Sebastian_Choral'"
+    )
     sa.add_argument("--period", help="prompt period, e.g. Baroque (with --composer and --instrumentation)")
     sa.add_argument("--composer", help="prompt composer, e.g. 'Bach, Johann Sebastian'")
     sa.add_argument("--instrumentation", help="prompt instrumentation, e.g. Choral")
-    sa.add_argument("--prompts-from", metavar="SPLIT.jsonl",
-                    help="take each piece's prompt from a corpus split index, e.g. corpus/eval.jsonl (seeded draw)")
+    sa.add_argument(
+        "--prompts-from",
+        metavar="SPLIT.jsonl",
+        help="take each piece's prompt from a corpus split index, e.g. corpus/eval.jsonl (seeded draw)",
+    )
     sa.add_argument("-n", type=int, default=4, help="pieces to generate (default 4)")
     sa.add_argument("--seed", type=int, default=0, help="seed of the first piece (default 0)")
     sa.add_argument("--out", default="samples", help="output folder (default samples/)")

@@ -9,8 +9,11 @@ from pathlib import Path
 from pipelines.campaign.artifacts import write_png
 from pipelines.campaign.metrics import format_table
 
-PLOTTED = [("clamp/mean", "CLaMP score (held-out mean)"), ("judge/mean", "judge score (held-out mean)"),
-           ("validity/rate", "validity")]
+PLOTTED = [
+    ("clamp/mean", "CLaMP score (held-out mean)"),
+    ("judge/mean", "judge score (held-out mean)"),
+    ("validity/rate", "validity"),
+]
 
 
 def load_rounds(campaign_dir: str | Path) -> list[dict[str, float]]:
@@ -28,8 +31,10 @@ def compare_text(campaigns: dict[str, list[dict[str, float]]]) -> str:
         parts.append(f"{name}\n{format_table(rows) if rows else '(no round evaluated yet)'}")
         if len(rows) > 1:
             first, last = rows[0].get("clamp/mean", math.nan), rows[-1].get("clamp/mean", math.nan)
-            parts[-1] += f"\nCLaMP mean: round {int(rows[0]['round'])} {first:.4f} → round " \
-                         f"{int(rows[-1]['round'])} {last:.4f} ({last - first:+.4f})"
+            parts[-1] += (
+                f"\nCLaMP mean: round {int(rows[0]['round'])} {first:.4f} → round "
+                f"{int(rows[-1]['round'])} {last:.4f} ({last - first:+.4f})"
+            )
     return "\n\n".join(parts)
 
 

@@ -12,27 +12,44 @@ from base.typed_config import check, option
 class CampaignConfig:
     """A multi-round CLaMP-DPO campaign (``clampdpo campaign run``)."""
 
-    out_dir: str = option("runs/campaign", help="Campaign folder: sft/, evaluator/, judge/, round-NN/, "
-                                                "markers/, campaign.json, mlflow.db.")
+    out_dir: str = option(
+        "runs/campaign",
+        help="Campaign folder: sft/, evaluator/, judge/, round-NN/, markers/, campaign.json, mlflow.db.",
+    )
     rounds: int = option(3, help="DPO rounds K (round 0 is the starting policy, evaluated only).")
-    train_prompts: int = option(8, help="Prompts whose candidates make the pairs (the prompts with the most "
-                                        "ground-truth pieces, held-out prompts excluded); 0 = all eligible.")
+    train_prompts: int = option(
+        8,
+        help="Prompts whose candidates make the pairs (the prompts with the most "
+        "ground-truth pieces, held-out prompts excluded); 0 = all eligible.",
+    )
     heldout_prompts: int = option(4, help="Prompts never trained on, sampled after every round to measure it.")
-    heldout_keys: list[str] = option(default_factory=list, help="Held-out prompts by key (period_composer_"
-                                                                "instrumentation); empty = a seeded draw of "
-                                                                "heldout_prompts eligible prompts.")
-    min_prompt_pieces: int = option(5, help="A prompt needs this many ground-truth pieces (for its centroid) "
-                                            "to take part.")
+    heldout_keys: list[str] = option(
+        default_factory=list,
+        help="Held-out prompts by key (period_composer_"
+        "instrumentation); empty = a seeded draw of "
+        "heldout_prompts eligible prompts.",
+    )
+    min_prompt_pieces: int = option(
+        5, help="A prompt needs this many ground-truth pieces (for its centroid) to take part."
+    )
     samples_per_prompt: int = option(16, help="Candidates per training prompt per round (NotaGen: 1,000 in all).")
-    eval_samples_per_prompt: int = option(8, help="Samples per held-out prompt in each round's evaluation "
-                                                  "(the same seeds every round, so rounds compare pairwise).")
+    eval_samples_per_prompt: int = option(
+        8,
+        help="Samples per held-out prompt in each round's evaluation "
+        "(the same seeds every round, so rounds compare pairwise).",
+    )
     seed: int = option(0, help="Seed of prompt choice and of every sample's seed.")
-    policy_from: Optional[str] = option(None, help="Start from this model folder; None trains one with SFT "
-                                                   "(train: section) into out_dir/sft.")
-    evaluator_from: Optional[str] = option(None, help="Score with this evaluator folder; None trains one "
-                                                      "(evaluator: section) into out_dir/evaluator.")
-    judge_from: Optional[str] = option(None, help="Independent judge evaluator folder; None trains one "
-                                                  "(judge: section) into out_dir/judge unless use_judge is false.")
+    policy_from: Optional[str] = option(
+        None, help="Start from this model folder; None trains one with SFT (train: section) into out_dir/sft."
+    )
+    evaluator_from: Optional[str] = option(
+        None, help="Score with this evaluator folder; None trains one (evaluator: section) into out_dir/evaluator."
+    )
+    judge_from: Optional[str] = option(
+        None,
+        help="Independent judge evaluator folder; None trains one "
+        "(judge: section) into out_dir/judge unless use_judge is false.",
+    )
     use_judge: bool = option(True, help="Score each round's held-out samples with the independent judge too.")
     num_samplers: int = option(1, help="Ray sampler actors (each holds the current policy).")
     cpus_per_sampler: float = option(1, help="CPU cores reserved per sampler actor (also its torch threads).")
@@ -43,17 +60,24 @@ class CampaignConfig:
     unit_size: int = option(8, help="Samples per work unit: the grain of scheduling, retry and resume.")
     max_restarts: int = option(3, help="Times Ray restarts a dead sampler or evaluator actor.")
     max_unit_retries: int = option(3, help="Times a work unit lost with its actor is tried again.")
-    best_worst_per_prompt: int = option(1, help="Best and worst samples per prompt saved as ABC and MIDI "
-                                                "artifacts each round.")
+    best_worst_per_prompt: int = option(
+        1, help="Best and worst samples per prompt saved as ABC and MIDI artifacts each round."
+    )
 
     def __post_init__(self) -> None:
         check(self.rounds >= 0, "rounds", f"must be ≥ 0, got {self.rounds}")
         check(self.train_prompts >= 0, "train_prompts", f"must be ≥ 0, got {self.train_prompts}")
-        check(self.heldout_prompts >= 1 or bool(self.heldout_keys), "heldout_prompts",
-              f"must be ≥ 1, got {self.heldout_prompts}")
+        check(
+            self.heldout_prompts >= 1 or bool(self.heldout_keys),
+            "heldout_prompts",
+            f"must be ≥ 1, got {self.heldout_prompts}",
+        )
         check(self.min_prompt_pieces >= 1, "min_prompt_pieces", "must be ≥ 1")
-        check(self.samples_per_prompt >= 2, "samples_per_prompt",
-              f"pairs need ≥ 2 candidates per prompt, got {self.samples_per_prompt}")
+        check(
+            self.samples_per_prompt >= 2,
+            "samples_per_prompt",
+            f"pairs need ≥ 2 candidates per prompt, got {self.samples_per_prompt}",
+        )
         check(self.eval_samples_per_prompt >= 1, "eval_samples_per_prompt", "must be ≥ 1")
         for name in ("num_samplers", "num_scorers", "unit_size"):
             check(getattr(self, name) >= 1, name, f"must be ≥ 1, got {getattr(self, name)}")

@@ -16,8 +16,14 @@ from base import atomic
 from pipelines.campaign.layout import CAMPAIGN_FILE
 
 # Where a campaign runs and where its folders live may change between a run and its resume.
-LOCATION_FIELDS = {"cluster": ("ray_address",), "campaign": ("out_dir",), "train": ("out_dir",),
-                   "evaluator": ("out_dir",), "judge": ("out_dir",), "tracking": ("tracking_uri",)}
+LOCATION_FIELDS = {
+    "cluster": ("ray_address",),
+    "campaign": ("out_dir",),
+    "train": ("out_dir",),
+    "evaluator": ("out_dir",),
+    "judge": ("out_dir",),
+    "tracking": ("tracking_uri",),
+}
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +45,9 @@ def read_state(folder: str | Path) -> dict[str, Any]:
     """The saved ``campaign.json`` of a campaign folder; a missing or unreadable one is a clear error."""
     f = Path(folder) / CAMPAIGN_FILE
     if not f.is_file():
-        raise FileNotFoundError(f"{folder}: not a campaign folder (no {CAMPAIGN_FILE}); "
-                                "start one with `clampdpo campaign run`")
+        raise FileNotFoundError(
+            f"{folder}: not a campaign folder (no {CAMPAIGN_FILE}); start one with `clampdpo campaign run`"
+        )
     try:
         state = json.loads(f.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -1,8 +1,8 @@
 """Where everything of a campaign lives inside its folder: one place for every path.
 
-    campaign.json  markers/  prompts.json  mlflow.db  mlartifacts/
-    sft/ evaluator/ judge/                      (when trained here)
-    round-NN/samples/ scores/ pairs.jsonl dpo/policy/ eval/ metrics.json artifacts/ run.json
+campaign.json  markers/  prompts.json  mlflow.db  mlartifacts/
+sft/ evaluator/ judge/                      (when trained here)
+round-NN/samples/ scores/ pairs.jsonl dpo/policy/ eval/ metrics.json artifacts/ run.json
 """
 
 from __future__ import annotations

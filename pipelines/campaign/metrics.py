@@ -26,10 +26,18 @@ TABLE = [
 def _stats(values: list[float], prefix: str) -> dict[str, float]:
     v = np.array([x for x in values if not math.isnan(x)], dtype=np.float64)
     if not len(v):
-        return {f"{prefix}/mean": math.nan, f"{prefix}/median": math.nan, f"{prefix}/std": math.nan,
-                f"{prefix}/scored": 0.0}
-    return {f"{prefix}/mean": float(v.mean()), f"{prefix}/median": float(np.median(v)),
-            f"{prefix}/std": float(v.std()), f"{prefix}/scored": float(len(v))}
+        return {
+            f"{prefix}/mean": math.nan,
+            f"{prefix}/median": math.nan,
+            f"{prefix}/std": math.nan,
+            f"{prefix}/scored": 0.0,
+        }
+    return {
+        f"{prefix}/mean": float(v.mean()),
+        f"{prefix}/median": float(np.median(v)),
+        f"{prefix}/std": float(v.std()),
+        f"{prefix}/scored": float(len(v)),
+    }
 
 
 def score_metrics(scores: list[dict], prefix: str = "clamp") -> dict[str, float]:
@@ -37,8 +45,9 @@ def score_metrics(scores: list[dict], prefix: str = "clamp") -> dict[str, float]
     n = len(scores)
     out = _stats([s["clamp_score"] for s in scores], prefix)
     if prefix == "clamp":
-        out.update({f"judge/{k.split('/')[1]}": v for k, v in _stats([s["judge_score"] for s in scores],
-                                                                      "judge").items()})
+        out.update(
+            {f"judge/{k.split('/')[1]}": v for k, v in _stats([s["judge_score"] for s in scores], "judge").items()}
+        )
         out["validity/rate"] = sum(bool(s["valid"]) for s in scores) / max(1, n)
         out["plagiarism/rate"] = sum(bool(s["plagiarism"]) for s in scores) / max(1, n)
         out["finished/rate"] = sum(bool(s.get("finished", True)) for s in scores) / max(1, n)
@@ -57,9 +66,16 @@ def per_prompt(scores: list[dict], key: str = "clamp_score") -> dict[str, float]
     return {p: float(np.mean(v)) for p, v in sorted(by.items())}
 
 
-DPO_KEYS = {"rewards/chosen": "rewards/chosen", "rewards/rejected": "rewards/rejected",
-            "rewards/margins": "rewards/margins", "rewards/accuracies": "rewards/accuracies", "train_loss": "dpo/loss",
-            "dpop/penalty": "dpop/penalty", "logps/chosen": "logps/chosen", "logps/rejected": "logps/rejected"}
+DPO_KEYS = {
+    "rewards/chosen": "rewards/chosen",
+    "rewards/rejected": "rewards/rejected",
+    "rewards/margins": "rewards/margins",
+    "rewards/accuracies": "rewards/accuracies",
+    "train_loss": "dpo/loss",
+    "dpop/penalty": "dpop/penalty",
+    "logps/chosen": "logps/chosen",
+    "logps/rejected": "logps/rejected",
+}
 
 
 def eval_metrics(scores: list[dict], ref_features: np.ndarray, ref_prompts: list[str]) -> dict[str, float]:
@@ -76,8 +92,10 @@ def eval_metrics(scores: list[dict], ref_features: np.ndarray, ref_prompts: list
 def training_metrics(candidate_scores: list[dict], pairs: dict, dpo: dict) -> dict[str, float]:
     """What round k trained on and how DPO went: the candidates' CLaMP statistics and validity, the pair
     count (from the pairs stage's record) and the DPO summary's metrics under stable names."""
-    out = {f"candidates/{k.split('/')[1]}": v for k, v in _stats([s["clamp_score"] for s in candidate_scores],
-                                                                 "clamp").items()}
+    out = {
+        f"candidates/{k.split('/')[1]}": v
+        for k, v in _stats([s["clamp_score"] for s in candidate_scores], "clamp").items()
+    }
     out["candidates/validity_rate"] = sum(bool(s["valid"]) for s in candidate_scores) / max(1, len(candidate_scores))
     out["pairs/count"] = float(pairs.get("pairs/count", 0))
     out.update({name: float(dpo[key]) for key, name in DPO_KEYS.items() if key in dpo})

@@ -15,9 +15,17 @@ from pipelines.dpo.pairs import Candidate, build_pairs
 
 def candidates(scores: list[dict]) -> list[Candidate]:
     """One candidate per score row; an unfinished piece (patch budget hit) may not be chosen."""
-    return [Candidate(s["id"], s["prompt"], s["clamp_score"], valid=bool(s["valid"]) and bool(s["finished"]),
-                      plagiarism=bool(s["plagiarism"]), staves_grouped=bool(s["staves_grouped"]))
-            for s in scores]
+    return [
+        Candidate(
+            s["id"],
+            s["prompt"],
+            s["clamp_score"],
+            valid=bool(s["valid"]) and bool(s["finished"]),
+            plagiarism=bool(s["plagiarism"]),
+            staves_grouped=bool(s["staves_grouped"]),
+        )
+        for s in scores
+    ]
 
 
 @dataclass
@@ -31,8 +39,13 @@ class RoundPairs:
         return len({r.prompt for r in self.records})
 
 
-def round_pairs(samples: dict[str, dict], scores: list[dict], prompt_lines: dict[str, tuple[str, ...]],
-                cfg: DPORoundConfig, round_: int) -> RoundPairs:
+def round_pairs(
+    samples: dict[str, dict],
+    scores: list[dict],
+    prompt_lines: dict[str, tuple[str, ...]],
+    cfg: DPORoundConfig,
+    round_: int,
+) -> RoundPairs:
     """Pair records of round ``round_``. A piece's text starts with the prompt lines it was sampled from
     (``prompt_lines[prompt]``); the record splits it there into prompt and completion."""
     cands = candidates(scores)
@@ -44,7 +57,19 @@ def round_pairs(samples: dict[str, dict], scores: list[dict], prompt_lines: dict
         for s in (chosen, rejected):
             if not s["text"].startswith(prompt_text):
                 raise ValueError(f"sample {s['id']}: its text does not start with the prompt lines of {p.prompt!r}")
-        records.append(PairRecord(round_, p.prompt, prompt_text, p.chosen, p.rejected,
-                                  chosen["text"][len(prompt_text):], rejected["text"][len(prompt_text):],
-                                  p.chosen_score, p.rejected_score, chosen["seed"], rejected["seed"]))
+        records.append(
+            PairRecord(
+                round_,
+                p.prompt,
+                prompt_text,
+                p.chosen,
+                p.rejected,
+                chosen["text"][len(prompt_text) :],
+                rejected["text"][len(prompt_text) :],
+                p.chosen_score,
+                p.rejected_score,
+                chosen["seed"],
+                rejected["seed"],
+            )
+        )
     return RoundPairs(records, len(cands), sum(1 for c in cands if c.excluded))

@@ -19,9 +19,9 @@ from pipelines.campaign.config import CampaignConfig
 
 @dataclass(frozen=True)
 class PromptSpec:
-    key: str          # period_composer_instrumentation, as the corpus and the evaluator name it
+    key: str  # period_composer_instrumentation, as the corpus and the evaluator name it
     lines: tuple[str, ...]
-    pieces: int       # ground-truth pieces of the prompt
+    pieces: int  # ground-truth pieces of the prompt
 
 
 @dataclass(frozen=True)
@@ -62,30 +62,36 @@ def corpus_prompts(corpus: str | Path) -> dict[str, tuple[tuple[str, ...], int]]
     return {k: (lines[k], n) for k, n in counts.items()}
 
 
-def choose_prompts(available: dict[str, tuple[tuple[str, ...], int]], cfg: CampaignConfig,
-                   scored: set[str] | None = None) -> Prompts:
+def choose_prompts(
+    available: dict[str, tuple[tuple[str, ...], int]], cfg: CampaignConfig, scored: set[str] | None = None
+) -> Prompts:
     """Held-out prompts by a seeded draw among the eligible ones; training prompts are the remaining ones
     with the most pieces. ``scored`` limits both to prompts the evaluator has a centroid for."""
-    eligible = sorted((k for k, (_, n) in available.items()
-                       if n >= cfg.min_prompt_pieces and (scored is None or k in scored)),
-                      key=lambda k: (-available[k][1], k))
+    eligible = sorted(
+        (k for k, (_, n) in available.items() if n >= cfg.min_prompt_pieces and (scored is None or k in scored)),
+        key=lambda k: (-available[k][1], k),
+    )
     if cfg.heldout_keys:
         missing = [k for k in cfg.heldout_keys if k not in eligible]
         if missing:
-            raise ValueError(f"campaign.heldout_keys: {missing} not among the prompts with ≥ "
-                             f"{cfg.min_prompt_pieces} pieces and a centroid ({', '.join(eligible)})")
+            raise ValueError(
+                f"campaign.heldout_keys: {missing} not among the prompts with ≥ "
+                f"{cfg.min_prompt_pieces} pieces and a centroid ({', '.join(eligible)})"
+            )
     elif len(eligible) < cfg.heldout_prompts + 1:
-        raise ValueError(f"campaign: only {len(eligible)} prompts have ≥ {cfg.min_prompt_pieces} pieces; "
-                         f"need {cfg.heldout_prompts} held-out + ≥ 1 training prompt "
-                         "(lower campaign.min_prompt_pieces or campaign.heldout_prompts)")
+        raise ValueError(
+            f"campaign: only {len(eligible)} prompts have ≥ {cfg.min_prompt_pieces} pieces; "
+            f"need {cfg.heldout_prompts} held-out + ≥ 1 training prompt "
+            "(lower campaign.min_prompt_pieces or campaign.heldout_prompts)"
+        )
     drawn = list(eligible)
     random.Random(f"{cfg.seed}/prompts").shuffle(drawn)
-    heldout = set(cfg.heldout_keys) if cfg.heldout_keys else set(drawn[:cfg.heldout_prompts])
+    heldout = set(cfg.heldout_keys) if cfg.heldout_keys else set(drawn[: cfg.heldout_prompts])
     if len(heldout) >= len(eligible):
         raise ValueError("campaign.heldout_keys: every eligible prompt is held out; none is left to train on")
     train = [k for k in eligible if k not in heldout]
     if cfg.train_prompts:
-        train = train[:cfg.train_prompts]
+        train = train[: cfg.train_prompts]
 
     def spec(k: str) -> PromptSpec:
         return PromptSpec(k, available[k][0], available[k][1])
@@ -100,18 +106,24 @@ def sample_seed(campaign_seed: int, *parts: object) -> int:
 
 def round_samples(prompts: list[PromptSpec], round_: int, per_prompt: int, campaign_seed: int) -> list[SampleSpec]:
     """Candidates of round ``round_`` (sampled from the policy of round ``round_ − 1``)."""
-    return [SampleSpec(f"r{round_:02d}-p{i:03d}-s{j:04d}", p.key, p.lines,
-                       sample_seed(campaign_seed, "train", round_, p.key, j))
-            for i, p in enumerate(prompts) for j in range(per_prompt)]
+    return [
+        SampleSpec(
+            f"r{round_:02d}-p{i:03d}-s{j:04d}", p.key, p.lines, sample_seed(campaign_seed, "train", round_, p.key, j)
+        )
+        for i, p in enumerate(prompts)
+        for j in range(per_prompt)
+    ]
 
 
 def eval_samples(prompts: list[PromptSpec], round_: int, per_prompt: int, campaign_seed: int) -> list[SampleSpec]:
     """Held-out samples after round ``round_``; their seeds do not depend on the round."""
-    return [SampleSpec(f"e{round_:02d}-p{i:03d}-s{j:04d}", p.key, p.lines,
-                       sample_seed(campaign_seed, "eval", p.key, j))
-            for i, p in enumerate(prompts) for j in range(per_prompt)]
+    return [
+        SampleSpec(f"e{round_:02d}-p{i:03d}-s{j:04d}", p.key, p.lines, sample_seed(campaign_seed, "eval", p.key, j))
+        for i, p in enumerate(prompts)
+        for j in range(per_prompt)
+    ]
 
 
 def units(specs: list[SampleSpec], size: int) -> list[list[SampleSpec]]:
     """Work units of ``size`` samples, in id order (the unit index names its file)."""
-    return [specs[i:i + size] for i in range(0, len(specs), size)]
+    return [specs[i : i + size] for i in range(0, len(specs), size)]

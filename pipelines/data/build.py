@@ -94,6 +94,7 @@ class BuildResult:
 
 # ---------------------------------------------------------------- worker side (pure, picklable)
 
+
 def convert_item(item: SourceItem, unit_length: int) -> dict[str, Any]:
     """Convert one source item; never raises: failures come back as {'ok': False, 'stage', 'reason'}."""
     try:
@@ -118,8 +119,11 @@ def convert_item(item: SourceItem, unit_length: int) -> dict[str, Any]:
         return {"ok": False, "stage": "interleave", "reason": f"unexpected {type(err).__name__}: {err}"}
     broken = unclosed_bars(inter)
     if broken:
-        return {"ok": False, "stage": "interleave",
-                "reason": f"bar without closing barline after interleaving (bar {broken[0]})"}
+        return {
+            "ok": False,
+            "stage": "interleave",
+            "reason": f"bar without closing barline after interleaving (bar {broken[0]})",
+        }
     key = next((ln[2:].strip() for ln in cleaned if ln.startswith("K:")), "none")
     return {
         "ok": True,
@@ -157,6 +161,7 @@ def _augment_star(args: tuple) -> tuple[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- cache
+
 
 class ConversionCache:
     """Results keyed by content hash (and pipeline version), one JSON file each, written atomically."""
@@ -202,6 +207,7 @@ def _run_parallel(fn: Callable, jobs: list, workers: int, desc: str, progress: b
 
 
 # ---------------------------------------------------------------- main side
+
 
 def _reason_group(reason: str) -> str:
     """A reject reason without its details, for counting (``voices have unequal bar counts``)."""
@@ -254,8 +260,9 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
             continue
         music_hash = hashlib.sha256(res["interleaved"].encode()).hexdigest()
         if music_hash in seen_music:
-            rejects.append(Reject(it.path, "filter", f"duplicate (same music as {seen_music[music_hash]})",
-                                  it.piece_id))
+            rejects.append(
+                Reject(it.path, "filter", f"duplicate (same music as {seen_music[music_hash]})", it.piece_id)
+            )
             continue
         chars = len(res["interleaved"])
         problem = None
@@ -274,20 +281,36 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
         facts = res["facts"]
         prompt = infer_prompt(facts["composer_field"], facts["part_names"], res["voices"], it.collection)
         prompt = overrides.apply(prompt, it.piece_id, it.path)
-        pieces.append({
-            "id": it.piece_id, "source": it.source, "path": it.path, "collection": it.collection, "tune": it.tune,
-            "sha256": it.sha256, "work": it.work_id, "title": facts["title"], "period": prompt.period,
-            "composer": prompt.composer, "instrumentation": prompt.instrumentation, "prompt": prompt.key(),
-            "key": res["key"], "bars": res["bars"], "voices": res["voices"], "chars": chars,
-            "aligned": res["aligned"],
-        })
+        pieces.append(
+            {
+                "id": it.piece_id,
+                "source": it.source,
+                "path": it.path,
+                "collection": it.collection,
+                "tune": it.tune,
+                "sha256": it.sha256,
+                "work": it.work_id,
+                "title": facts["title"],
+                "period": prompt.period,
+                "composer": prompt.composer,
+                "instrumentation": prompt.instrumentation,
+                "prompt": prompt.key(),
+                "key": res["key"],
+                "bars": res["bars"],
+                "voices": res["voices"],
+                "chars": chars,
+                "aligned": res["aligned"],
+            }
+        )
 
     if not pieces:
         reasons = Counter(_reason_group(r.reason) for r in rejects).most_common(3)
         why = "; ".join(f"{n}× {r}" for r, n in reasons) or "no input files were found"
         atomic.write_jsonl(out / "rejected.jsonl", [r.to_row() for r in rejects])
-        raise BuildError(f"no pieces produced from {len(items)} candidates ({len(rejects)} rejected: {why}); "
-                         f"see {out / 'rejected.jsonl'}")
+        raise BuildError(
+            f"no pieces produced from {len(items)} candidates ({len(rejects)} rejected: {why}); "
+            f"see {out / 'rejected.jsonl'}"
+        )
 
     splits = assign_splits([p["work"] for p in pieces], cfg.eval_fraction, cfg.seed)
     for p, s in zip(pieces, splits):
@@ -316,8 +339,7 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
     atomic.write_jsonl(out / "rejected.jsonl", reject_rows)
     summary = summarize(pieces, reject_rows, converted=len(todo), augmented=augmented_now)
     atomic.write_json(out / "summary.json", summary)
-    atomic.write_json(out / "build_config.json", {"pipeline": fingerprint,
-                                                  **{k: v for k, v in vars(cfg).items()}})
+    atomic.write_json(out / "build_config.json", {"pipeline": fingerprint, **{k: v for k, v in vars(cfg).items()}})
     return BuildResult(out, pieces, reject_rows, len(todo), augmented_now, summary)
 
 
@@ -341,8 +363,16 @@ def _write_outputs(out: Path, pieces: list[dict], results: dict, augmented: dict
             files.append(f"train/{name}")
         p["files"] = {"interleaved": f"interleaved/{inter_name}", "train": files}
         for f in files:
-            index[p["split"]].append({"id": p["id"], "path": f, "prompt": p["prompt"], "period": p["period"],
-                                      "composer": p["composer"], "instrumentation": p["instrumentation"]})
+            index[p["split"]].append(
+                {
+                    "id": p["id"],
+                    "path": f,
+                    "prompt": p["prompt"],
+                    "period": p["period"],
+                    "composer": p["composer"],
+                    "instrumentation": p["instrumentation"],
+                }
+            )
     for folder, keep in ((inter_dir, keep_inter), (train_dir, keep_train)):
         for stale in folder.glob("*.abc"):  # pieces no longer produced must not linger in the corpus
             if stale.name not in keep:
@@ -361,7 +391,9 @@ def summarize(pieces: list[dict], rejects: list[dict], converted: int = 0, augme
         "composers": dict(Counter(p["composer"] for p in pieces).most_common()),
         "prompts": dict(Counter(p["prompt"] for p in pieces).most_common()),
         "rejected": len(rejects),
-        "rejects_by_reason": dict(Counter(f"{r['stage']}: {_reason_group(r['reason'])}" for r in rejects).most_common()),
+        "rejects_by_reason": dict(
+            Counter(f"{r['stage']}: {_reason_group(r['reason'])}" for r in rejects).most_common()
+        ),
         "converted_now": converted,
         "transposed_now": augmented,
     }

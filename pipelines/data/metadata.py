@@ -58,31 +58,52 @@ PERIOD_OF = {name: period for name, period, _ in COMPOSERS}
 
 # What a music21 collection tells when the score itself names no composer (or for folk, always).
 COLLECTION_COMPOSER = {
-    "bach": "Bach, Johann Sebastian", "cpebach": "Bach, Carl Philipp Emanuel",
-    "palestrina": "Palestrina, Giovanni Pierluigi da", "monteverdi": "Monteverdi, Claudio",
-    "josquin": "Josquin des Prez", "lusitano": "Lusitano, Vicente", "ciconia": "Ciconia, Johannes",
-    "handel": "Handel, George Frideric", "corelli": "Corelli, Arcangelo", "haydn": "Haydn, Joseph",
-    "mozart": "Mozart, Wolfgang Amadeus", "beethoven": "Beethoven, Ludwig van", "schubert": "Schubert, Franz",
-    "schumann_robert": "Schumann, Robert", "schumann_clara": "Schumann, Clara", "chopin": "Chopin, Frederic",
-    "weber": "Weber, Carl Maria von", "verdi": "Verdi, Giuseppe", "joplin": "Joplin, Scott",
-    "webern": "Webern, Anton", "schoenberg": "Schoenberg, Arnold", "beach": "Beach, Amy",
+    "bach": "Bach, Johann Sebastian",
+    "cpebach": "Bach, Carl Philipp Emanuel",
+    "palestrina": "Palestrina, Giovanni Pierluigi da",
+    "monteverdi": "Monteverdi, Claudio",
+    "josquin": "Josquin des Prez",
+    "lusitano": "Lusitano, Vicente",
+    "ciconia": "Ciconia, Johannes",
+    "handel": "Handel, George Frideric",
+    "corelli": "Corelli, Arcangelo",
+    "haydn": "Haydn, Joseph",
+    "mozart": "Mozart, Wolfgang Amadeus",
+    "beethoven": "Beethoven, Ludwig van",
+    "schubert": "Schubert, Franz",
+    "schumann_robert": "Schumann, Robert",
+    "schumann_clara": "Schumann, Clara",
+    "chopin": "Chopin, Frederic",
+    "weber": "Weber, Carl Maria von",
+    "verdi": "Verdi, Giuseppe",
+    "joplin": "Joplin, Scott",
+    "webern": "Webern, Anton",
+    "schoenberg": "Schoenberg, Arnold",
+    "beach": "Beach, Amy",
 }
 # Folk collections: the tradition is the "composer" of a prompt; the score's C: names a transcriber.
 FOLK_COLLECTIONS = {
-    "oneills1850": "Traditional, Irish", "airdsAirs": "Traditional, Scottish",
-    "ryansMammoth": "Traditional, American", "miscFolk": "Traditional, American",
-    "essenFolksong": "Traditional, European", "nottingham-dataset": "Traditional, English",
+    "oneills1850": "Traditional, Irish",
+    "airdsAirs": "Traditional, Scottish",
+    "ryansMammoth": "Traditional, American",
+    "miscFolk": "Traditional, American",
+    "essenFolksong": "Traditional, European",
+    "nottingham-dataset": "Traditional, English",
 }
 COLLECTION_PERIOD = {"trecento": "Medieval", "luca": "Medieval", "ciconia": "Medieval"}
 VOCAL_COLLECTIONS = {"palestrina", "monteverdi", "trecento", "josquin", "ciconia", "luca", "lusitano"}
 
-_VOCAL = re.compile(r"\b(soprano|sopran|alto|altus|contralto|tenor|tenore|contratenor|contra|bass|basso|"
-                    r"bassus|baritone?|mezzo|cantus|quintus|sextus|septimus|superius|triplum|motetus|"
-                    r"duplum|voice|voce|vox|canto|chor|choir|chorus|singstimme|s|a|t|b)\b\.?")
+_VOCAL = re.compile(
+    r"\b(soprano|sopran|alto|altus|contralto|tenor|tenore|contratenor|contra|bass|basso|"
+    r"bassus|baritone?|mezzo|cantus|quintus|sextus|septimus|superius|triplum|motetus|"
+    r"duplum|voice|voce|vox|canto|chor|choir|chorus|singstimme|s|a|t|b)\b\.?"
+)
 _KEYBOARD = re.compile(r"(piano|klavier|clavier|harpsichord|cembalo|organ|organo|keyboard|clavichord|pfte)")
 _STRING = re.compile(r"(violin|violino|viola|violoncell|cello|contrabass|double bass|kontrabass|basso continuo)")
-_INSTRUMENT = re.compile(r"(flute|flauto|oboe|clarinet|horn|corno|trumpet|tromba|bassoon|fagott|trombone|"
-                         r"guitar|lute|harp|timpani|recorder)")
+_INSTRUMENT = re.compile(
+    r"(flute|flauto|oboe|clarinet|horn|corno|trumpet|tromba|bassoon|fagott|trombone|"
+    r"guitar|lute|harp|timpani|recorder)"
+)
 
 
 @dataclass(frozen=True)
@@ -208,8 +229,10 @@ class MetadataOverrides:
                 raise ConfigError(f"{name}: row {i + 1} of {path} has no 'match' (a piece id, path or glob)")
             unknown = set(row) - {"match", *cls.FIELDS}
             if unknown:
-                raise ConfigError(f"{name}: row {i + 1} of {path} has unknown columns {sorted(unknown)}; "
-                                  f"use match, {', '.join(cls.FIELDS)}")
+                raise ConfigError(
+                    f"{name}: row {i + 1} of {path} has unknown columns {sorted(unknown)}; "
+                    f"use match, {', '.join(cls.FIELDS)}"
+                )
             fields = {k: str(row[k]).strip() for k in cls.FIELDS if row.get(k) not in (None, "")}
             rules.append((str(row["match"]), fields))
         return cls(rules)
@@ -217,7 +240,11 @@ class MetadataOverrides:
     def apply(self, prompt: Prompt, piece_id: str, path: str) -> Prompt:
         fields = {"period": prompt.period, "composer": prompt.composer, "instrumentation": prompt.instrumentation}
         for pattern, new in self.rules:  # later rules win, so a file can go from general to specific
-            if pattern in (piece_id, path) or fnmatch.fnmatchcase(piece_id, pattern) or fnmatch.fnmatchcase(path, pattern):
+            if (
+                pattern in (piece_id, path)
+                or fnmatch.fnmatchcase(piece_id, pattern)
+                or fnmatch.fnmatchcase(path, pattern)
+            ):
                 fields.update(new)
         return Prompt(**fields)
 

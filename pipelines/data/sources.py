@@ -74,8 +74,11 @@ def split_abc_tunes(text: str) -> list[str]:
         return [text] if text.strip() else []
     preamble = text[: starts[0]]
     # A preamble of only comments and blank lines carries no settings worth repeating.
-    keep = preamble if any(ln.strip() and not ln.startswith("%") or ln.startswith("%%")
-                           for ln in preamble.splitlines()) else ""
+    keep = (
+        preamble
+        if any(ln.strip() and not ln.startswith("%") or ln.startswith("%%") for ln in preamble.splitlines())
+        else ""
+    )
     bounds = starts + [len(text)]
     return [keep + text[a:b] for a, b in zip(bounds, bounds[1:]) if text[a:b].strip()]
 
@@ -129,8 +132,7 @@ def _work_of(collection: str, rel: Path, title: str | None) -> str:
     return f"{collection}/{rel.with_suffix('').as_posix()}"
 
 
-def _items_from_file(path: Path, root: Path, source: str, collection: str,
-                     rejects: list[Reject]) -> list[SourceItem]:
+def _items_from_file(path: Path, root: Path, source: str, collection: str, rejects: list[Reject]) -> list[SourceItem]:
     rel = path.relative_to(root)
     base_id = f"{slug(collection)}.{'.'.join(slug(p) for p in rel.with_suffix('').parts)}"
     fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
@@ -159,13 +161,25 @@ def _items_from_file(path: Path, root: Path, source: str, collection: str,
         title = m.group(1).strip() if m else None
         pid = base_id if len(tunes) == 1 else f"{base_id}.t{i:04d}"
         work = _work_of(collection, rel, title) if len(tunes) > 1 else _work_of(collection, rel, None)
-        items.append(SourceItem(pid, source, str(path), "abc", tune.encode("utf-8"), collection, work,
-                                tune=i if len(tunes) > 1 else None))
+        items.append(
+            SourceItem(
+                pid,
+                source,
+                str(path),
+                "abc",
+                tune.encode("utf-8"),
+                collection,
+                work,
+                tune=i if len(tunes) > 1 else None,
+            )
+        )
     return items
 
 
 def _walk(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
+    )
 
 
 def _sample(items: list[SourceItem], n: int, seed: int, salt: str) -> list[SourceItem]:
@@ -186,8 +200,10 @@ def enumerate_sources(cfg: DataConfig) -> tuple[list[SourceItem], list[Reject]]:
             for collection in cfg.collections:
                 folder = corpus / collection
                 if not folder.is_dir():
-                    raise ConfigError(f"data.collections: unknown music21 collection {collection!r} "
-                                      f"(available: {', '.join(available)})")
+                    raise ConfigError(
+                        f"data.collections: unknown music21 collection {collection!r} "
+                        f"(available: {', '.join(available)})"
+                    )
                 found: list[SourceItem] = []
                 for path in _walk(folder):
                     if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
@@ -233,7 +249,9 @@ def mxl_inner_score(data: bytes) -> bytes:
                     target = el.get("full-path")
                     break
         if target is None or target not in names:
-            candidates = [n for n in names if not n.startswith("META-INF") and n.lower().endswith((".xml", ".musicxml"))]
+            candidates = [
+                n for n in names if not n.startswith("META-INF") and n.lower().endswith((".xml", ".musicxml"))
+            ]
             if not candidates:
                 raise ValueError("no MusicXML document inside the .mxl archive")
             target = candidates[0]

@@ -8,8 +8,23 @@ from typing import Optional
 from base.typed_config import check, option
 
 # TRL 1.16's DPOTrainer loss types, plus NotaGen's DPOP (ours).
-TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+TRL_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 LOSS_TYPES = ("dpop",) + TRL_LOSS_TYPES
 
 
@@ -17,16 +32,24 @@ LOSS_TYPES = ("dpop",) + TRL_LOSS_TYPES
 class DPORoundConfig:
     """Pairs and DPO training of one round (NotaGen's CLaMP-DPO settings by default)."""
 
-    select_portion: float = option(0.1, help="Per prompt, the best this share of candidates (after exclusions) "
-                                             "are chosen and the worst this share rejected (NotaGen: 0.1).")
-    max_pairs_per_prompt: Optional[int] = option(None, help="Cap on chosen × rejected pairs per prompt (a seeded "
-                                                            "draw); None keeps them all.")
-    loss_type: str = option("dpop", help="dpop (NotaGen: DPO-Positive) or any TRL DPOTrainer loss_type "
-                                         "(sigmoid, ipo, hinge, ...).")
+    select_portion: float = option(
+        0.1,
+        help="Per prompt, the best this share of candidates (after exclusions) "
+        "are chosen and the worst this share rejected (NotaGen: 0.1).",
+    )
+    max_pairs_per_prompt: Optional[int] = option(
+        None, help="Cap on chosen × rejected pairs per prompt (a seeded draw); None keeps them all."
+    )
+    loss_type: str = option(
+        "dpop", help="dpop (NotaGen: DPO-Positive) or any TRL DPOTrainer loss_type (sigmoid, ipo, hinge, ...)."
+    )
     beta: float = option(0.1, help="β of the DPO family (NotaGen: 0.1).")
     dpop_lambda: float = option(10.0, help="λ of DPOP (NotaGen: 10).")
-    reference: str = option("previous", help="Reference policy of round k: 'previous' (round k−1's policy, as "
-                                             "NotaGen) or 'initial' (the policy the campaign started from).")
+    reference: str = option(
+        "previous",
+        help="Reference policy of round k: 'previous' (round k−1's policy, as "
+        "NotaGen) or 'initial' (the policy the campaign started from).",
+    )
     lr: float = option(1e-6, help="Learning rate (NotaGen: 1e-6 for its large model).")
     warmup_steps: int = option(0, help="Linear warm-up steps; constant afterwards.")
     epochs: float = option(1.0, help="Passes over the round's pairs.")
@@ -34,21 +57,29 @@ class DPORoundConfig:
     grad_accum: int = option(1, help="Micro-batches per optimizer step.")
     grad_clip: float = option(1.0, help="Gradient norm clip.")
     weight_decay: float = option(0.0, help="AdamW weight decay.")
-    dropout: float = option(0.0, help="Dropout while training on pairs (0 keeps policy and reference "
-                                      "log-probs comparable).")
+    dropout: float = option(
+        0.0, help="Dropout while training on pairs (0 keeps policy and reference log-probs comparable)."
+    )
     zero_stage: int = option(1, help="DeepSpeed ZeRO stage (0-3) of the Ray Train workers.")
     seed: int = option(0, help="Seed of pair capping and data order (the round number is added).")
 
     def __post_init__(self) -> None:
         check(0 < self.select_portion <= 0.5, "select_portion", f"must be in (0, 0.5], got {self.select_portion}")
-        check(self.max_pairs_per_prompt is None or self.max_pairs_per_prompt >= 1, "max_pairs_per_prompt",
-              "must be ≥ 1 or empty")
-        check(self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {', '.join(LOSS_TYPES)}, "
-                                                         f"got {self.loss_type!r}")
+        check(
+            self.max_pairs_per_prompt is None or self.max_pairs_per_prompt >= 1,
+            "max_pairs_per_prompt",
+            "must be ≥ 1 or empty",
+        )
+        check(
+            self.loss_type in LOSS_TYPES, "loss_type", f"must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"
+        )
         check(self.beta > 0, "beta", f"must be > 0, got {self.beta}")
         check(self.dpop_lambda >= 0, "dpop_lambda", f"must be ≥ 0, got {self.dpop_lambda}")
-        check(self.reference in ("previous", "initial"), "reference",
-              f"must be 'previous' or 'initial', got {self.reference!r}")
+        check(
+            self.reference in ("previous", "initial"),
+            "reference",
+            f"must be 'previous' or 'initial', got {self.reference!r}",
+        )
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
         check(self.batch_pairs >= 1, "batch_pairs", f"must be ≥ 1, got {self.batch_pairs}")

@@ -13,9 +13,14 @@ import torch
 import torch.nn.functional as F
 
 
-def dpop_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-              ref_rejected: torch.Tensor, beta: float = 0.1, lam: float = 10.0
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dpop_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+    lam: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair losses and the implicit rewards β·(log π − log π_ref) of chosen and rejected.
 
     Inputs are summed sequence log-probs, shape (batch,).

@@ -14,7 +14,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-_VOICE = re.compile(r'^V:(\S+)(.*)$')
+_VOICE = re.compile(r"^V:(\S+)(.*)$")
 _NAME = re.compile(r'\bnm="([^"]*)"')
 
 
@@ -57,7 +57,7 @@ def staves_grouped(abc: str) -> bool:
     score_line = ""
     for line in abc.splitlines():
         if line.startswith("%%score"):
-            score_line = line[len("%%score"):]
+            score_line = line[len("%%score") :]
         m = _VOICE.match(line)
         if m:
             n = _NAME.search(m.group(2))
@@ -90,8 +90,9 @@ def select(candidates: list[Candidate], portion: float) -> tuple[list[Candidate]
     return chosen, rejected
 
 
-def build_pairs(candidates: list[Candidate], portion: float = 0.1, max_pairs_per_prompt: int | None = None,
-                seed: int = 0) -> list[Pair]:
+def build_pairs(
+    candidates: list[Candidate], portion: float = 0.1, max_pairs_per_prompt: int | None = None, seed: int = 0
+) -> list[Pair]:
     """Pairs of every prompt, in prompt order; deterministic for a seed."""
     by_prompt: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:

@@ -25,19 +25,45 @@ from pipelines.dpo.config import DPORoundConfig
 from pipelines.dpo.loss import dpop_loss
 
 
-def training_args(cfg: DPORoundConfig, output_dir: str, max_length: int, seed: int, *, bf16: bool = False,
-                  use_cpu: bool = True, deepspeed: dict | None = None, progress: bool = True) -> DPOConfig:
+def training_args(
+    cfg: DPORoundConfig,
+    output_dir: str,
+    max_length: int,
+    seed: int,
+    *,
+    bf16: bool = False,
+    use_cpu: bool = True,
+    deepspeed: dict | None = None,
+    progress: bool = True,
+) -> DPOConfig:
     """TRL's DPOConfig for one round of our ``dpo:`` section: the one place the section is translated."""
     return DPOConfig(
-        output_dir=output_dir, loss_type=[cfg.loss_type], beta=cfg.beta, learning_rate=cfg.lr,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=cfg.warmup_steps, num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_pairs, gradient_accumulation_steps=cfg.grad_accum,
-        max_grad_norm=cfg.grad_clip, weight_decay=cfg.weight_decay, max_length=max_length,
-        precompute_ref_log_probs=True, precompute_ref_batch_size=cfg.batch_pairs, logging_steps=1,
-        save_strategy="no", report_to=[], seed=seed, bf16=bf16, use_cpu=use_cpu, disable_tqdm=not progress,
-        deepspeed=deepspeed, dataloader_num_workers=0,
+        output_dir=output_dir,
+        loss_type=[cfg.loss_type],
+        beta=cfg.beta,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_pairs,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_grad_norm=cfg.grad_clip,
+        weight_decay=cfg.weight_decay,
+        max_length=max_length,
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=cfg.batch_pairs,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        bf16=bf16,
+        use_cpu=use_cpu,
+        disable_tqdm=not progress,
+        deepspeed=deepspeed,
+        dataloader_num_workers=0,
         # NotaGen's two GPT-2s run without activation checkpointing (TRL turns it on by default)
-        gradient_checkpointing=False)
+        gradient_checkpointing=False,
+    )
 
 
 @dataclass
@@ -59,8 +85,9 @@ class NotaGenDPOTrainer(DPOTrainer):
             raise ValueError(f"loss_type: dpop cannot be combined with other losses, got {cfg.loss_type}")
         self.dpop_lambda = dpop_lambda
         if kwargs.get("data_collator") is None:
-            kwargs["data_collator"] = PatchPreferenceCollator(pad_token_id=PAD_ID, max_length=cfg.max_length,
-                                                              truncation_mode=cfg.truncation_mode)
+            kwargs["data_collator"] = PatchPreferenceCollator(
+                pad_token_id=PAD_ID, max_length=cfg.max_length, truncation_mode=cfg.truncation_mode
+            )
         super().__init__(*args, **kwargs)
 
     def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool) -> Any:
@@ -82,8 +109,9 @@ class NotaGenDPOTrainer(DPOTrainer):
                 ref = self.ref_model(**kwargs, labels=labels, fused_lm_head=True).log_probs[:, -seq_len:].sum(1)
             ref_chosen, ref_rejected = ref.chunk(2, dim=0)
         ref_chosen, ref_rejected = ref_chosen.to(chosen), ref_rejected.to(chosen)
-        losses, chosen_rewards, rejected_rewards = dpop_loss(chosen, rejected, ref_chosen, ref_rejected,
-                                                            self.beta, self.dpop_lambda)
+        losses, chosen_rewards, rejected_rewards = dpop_loss(
+            chosen, rejected, ref_chosen, ref_rejected, self.beta, self.dpop_lambda
+        )
         gather = self.accelerator.gather
         metrics = self._metrics[mode]
         metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())

@@ -13,10 +13,15 @@ class SFTConfig:
     """Pre-training / fine-tuning on the corpus with DeepSpeed ZeRO on Ray Train workers."""
 
     out_dir: str = option("runs/sft", help="Output folder: checkpoints/, model/ (the final weights), mlflow.db.")
-    max_steps: int = option(2000, help="Optimizer steps; the cosine schedule ends here (or at the end of "
-                                                "max_minutes, whichever comes first).")
-    max_minutes: Optional[float] = option(None, help="Stop (and save) after this much training time, even "
-                                                     "before max_steps; the LR decays over this budget too.")
+    max_steps: int = option(
+        2000,
+        help="Optimizer steps; the cosine schedule ends here (or at the end of max_minutes, whichever comes first).",
+    )
+    max_minutes: Optional[float] = option(
+        None,
+        help="Stop (and save) after this much training time, even "
+        "before max_steps; the LR decays over this budget too.",
+    )
     batch_pieces: int = option(8, help="Pieces per worker per micro-batch (a piece is cut to the patch length).")
     grad_accum: int = option(1, help="Micro-batches per optimizer step.")
     lr: float = option(1e-3, help="Peak learning rate (NotaGen: 1e-4 pre-training, 1e-5 fine-tuning).")

@@ -30,8 +30,10 @@ class Piece:
 def load_split(corpus_dir: str | Path, split: str) -> list[Piece]:
     """Pieces of a built corpus split (``train`` or ``eval``), NotaGen form with prompt lines."""
     corpus = Path(corpus_dir)
-    return [Piece(row["id"], row["prompt"], (corpus / row["path"]).read_text(encoding="utf-8"))
-            for row in split_rows(corpus, split)]
+    return [
+        Piece(row["id"], row["prompt"], (corpus / row["path"]).read_text(encoding="utf-8"))
+        for row in split_rows(corpus, split)
+    ]
 
 
 class PatchBatches:
@@ -66,12 +68,13 @@ class PatchBatches:
         """Right-padded patches (B, P, 16) and patch mask (B, P)."""
         return pad_patches([self.encode(i, e) for i, e in items], self.patchilizer.patch_size, PAD_ID)
 
-    def micro_batch(self, step: int, micro: int, rank: int, world: int, batch_pieces: int,
-                    grad_accum: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def micro_batch(
+        self, step: int, micro: int, rank: int, world: int, batch_pieces: int, grad_accum: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """This worker's share of one micro-batch of an optimizer step."""
         items = self.indices(step, batch_pieces * world * grad_accum)
         start = (micro * world + rank) * batch_pieces
-        return self.collate(items[start: start + batch_pieces])
+        return self.collate(items[start : start + batch_pieces])
 
     def eval_batches(self, batch_pieces: int, limit: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Fixed eval batches: the head of each piece (no random cut), optionally a seeded sample."""
@@ -79,7 +82,7 @@ class PatchBatches:
         if limit and limit < len(order):
             order = sorted(random.Random(f"{self.seed}/eval").sample(order, limit))
         for start in range(0, len(order), batch_pieces):
-            yield self.collate([(i, -1) for i in order[start: start + batch_pieces]])
+            yield self.collate([(i, -1) for i in order[start : start + batch_pieces]])
 
 
 def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
@@ -101,14 +104,15 @@ def scored_chars(patches: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return targets[(targets != PAD_ID) & mask[:, 1:, None].bool()]
 
 
-def unigram_bits(train: PatchBatches, eval_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 sample: int = 2000) -> float:
+def unigram_bits(
+    train: PatchBatches, eval_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], sample: int = 2000
+) -> float:
     """Cross-entropy (bits/char) of the eval chars under the train split's char frequencies (add-one)."""
     counts = torch.ones(VOCAB_SIZE, dtype=torch.float64)
     rng = random.Random(train.seed)
     indices = rng.sample(range(len(train.pieces)), min(sample, len(train.pieces)))
     for start in range(0, len(indices), 64):
-        patches, mask = train.collate([(i, 0) for i in indices[start: start + 64]])
+        patches, mask = train.collate([(i, 0) for i in indices[start : start + 64]])
         counts += torch.bincount(scored_chars(patches, mask), minlength=VOCAB_SIZE).double()
     logp = (counts / counts.sum()).log2()
     total, n = 0.0, 0
@@ -120,8 +124,9 @@ def unigram_bits(train: PatchBatches, eval_batches: Iterable[tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def eval_sums(loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: Iterable,
-              device: torch.device) -> tuple[float, int]:
+def eval_sums(
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: Iterable, device: torch.device
+) -> tuple[float, int]:
     """Summed NLL (nats) and number of scored chars over ``batches``; ``loss_of(patches, mask)`` is the mean
     NLL per scored char of a batch (``model.patch_loss``, or a DeepSpeed engine's forward)."""
     total, n = 0.0, 0

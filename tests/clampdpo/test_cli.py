@@ -54,8 +54,18 @@ def test_the_installed_command_runs():
 
 def test_data_build_and_verify_end_to_end(tmp_path: Path, score_dir: Path):
     out = tmp_path / "corpus"
-    res = clampdpo("data", "build", "--source", str(score_dir), "--out", str(out), "--workers", "2",
-                   "--augment-keys", "--no-progress")
+    res = clampdpo(
+        "data",
+        "build",
+        "--source",
+        str(score_dir),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--augment-keys",
+        "--no-progress",
+    )
     assert res.returncode == 0, res.stderr
     assert "pieces: 4" in res.stdout and "pieces per prompt:" in res.stdout
     assert "Baroque_Bach, Johann Sebastian_Strings" in res.stdout
@@ -75,12 +85,26 @@ def test_data_build_and_verify_end_to_end(tmp_path: Path, score_dir: Path):
 
 def test_music21_default_source_small_sample(tmp_path: Path):
     out = tmp_path / "m21"
-    res = clampdpo("data", "build", "-c", "tiny", "--set", "data.collection_limits={bach: 4, haydn: 1, "
-                   "monteverdi: 2, trecento: 2, oneills1850: 4}", "--out", str(out), "--no-progress")
+    res = clampdpo(
+        "data",
+        "build",
+        "-c",
+        "tiny",
+        "--set",
+        "data.collection_limits={bach: 4, haydn: 1, monteverdi: 2, trecento: 2, oneills1850: 4}",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert res.returncode == 0, res.stderr
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert {m["source"] for m in manifest} <= {"music21:bach", "music21:haydn", "music21:monteverdi",
-                                               "music21:trecento", "music21:oneills1850"}
+    assert {m["source"] for m in manifest} <= {
+        "music21:bach",
+        "music21:haydn",
+        "music21:monteverdi",
+        "music21:trecento",
+        "music21:oneills1850",
+    }
     assert {"Bach, Johann Sebastian", "Traditional, Irish"} <= {m["composer"] for m in manifest}
 
 
@@ -125,8 +149,22 @@ def test_import_then_sample_with_validity_check(tmp_path: Path):
     assert res.returncode == 1 and "shape mismatch" in res.stderr and not (tmp_path / "m2").exists()
 
     out = tmp_path / "samples"
-    res = clampdpo("model", "sample", str(tmp_path / "m"), "--prompt", "Baroque_Bach, Johann Sebastian_Choral",
-                   "-n", "3", "--seed", "10", "--out", str(out), "--check", "--set", "sampling.max_patches=8")
+    res = clampdpo(
+        "model",
+        "sample",
+        str(tmp_path / "m"),
+        "--prompt",
+        "Baroque_Bach, Johann Sebastian_Choral",
+        "-n",
+        "3",
+        "--seed",
+        "10",
+        "--out",
+        str(out),
+        "--check",
+        "--set",
+        "sampling.max_patches=8",
+    )
     assert res.returncode == 0, res.stderr
     assert "3 pieces (0 finished)" in res.stdout and "valid (music21 parses" in res.stdout
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -139,16 +177,39 @@ def test_evaluator_train_score_and_features(tmp_path: Path):
     from tests.conftest import two_style_corpus
 
     two_style_corpus(tmp_path / "corpus", n=10)
-    res = clampdpo("evaluator", "train", "-c", "tiny", "--corpus", str(tmp_path / "corpus"), "--out",
-                   str(tmp_path / "ev"), "--set", "evaluator.pretrain_steps=5", "--set",
-                   "evaluator.contrastive_steps=5", "--set", "evaluator.batch_size=4", "--set",
-                   "evaluator.train_patches=16", "--set", "evaluator.min_prompt_pieces=2")
+    res = clampdpo(
+        "evaluator",
+        "train",
+        "-c",
+        "tiny",
+        "--corpus",
+        str(tmp_path / "corpus"),
+        "--out",
+        str(tmp_path / "ev"),
+        "--set",
+        "evaluator.pretrain_steps=5",
+        "--set",
+        "evaluator.contrastive_steps=5",
+        "--set",
+        "evaluator.batch_size=4",
+        "--set",
+        "evaluator.train_patches=16",
+        "--set",
+        "evaluator.min_prompt_pieces=2",
+    )
     assert res.returncode == 0, res.stderr
     assert "composer by nearest centroid" in res.stdout and "real pieces" in res.stdout
     assert json.loads((tmp_path / "ev" / "report.json").read_text())["train/pretrain_steps"] == 5
 
-    res = clampdpo("evaluator", "score", str(tmp_path / "corpus" / "interleaved"), "--prompt",
-                   "Folk_Traditional, Irish_Solo melody", "--evaluator", str(tmp_path / "ev"))
+    res = clampdpo(
+        "evaluator",
+        "score",
+        str(tmp_path / "corpus" / "interleaved"),
+        "--prompt",
+        "Folk_Traditional, Irish_Solo melody",
+        "--evaluator",
+        str(tmp_path / "ev"),
+    )
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == 20 and all(-1 <= r["clamp_score"] <= 1 for r in rows)
@@ -159,13 +220,50 @@ def test_evaluator_train_score_and_features(tmp_path: Path):
     summary = json.loads(res.stderr.strip().splitlines()[-1])
     assert summary["plagiarism"] == 0.5  # the jigs are this prompt's ground truth; the chorales are not
 
-    res = clampdpo("evaluator", "score", str(tmp_path / "corpus" / "interleaved"), "--prompt", "Nope_X_Y",
-                   "--evaluator", str(tmp_path / "ev"))
+    res = clampdpo(
+        "evaluator",
+        "score",
+        str(tmp_path / "corpus" / "interleaved"),
+        "--prompt",
+        "Nope_X_Y",
+        "--evaluator",
+        str(tmp_path / "ev"),
+    )
     assert res.returncode == 2 and "no ground truth" in res.stderr
-    res = clampdpo("evaluator", "features", str(tmp_path / "corpus" / "interleaved"), "--evaluator",
-                   str(tmp_path / "ev"), "--out", str(tmp_path / "f.npz"))
+    res = clampdpo(
+        "evaluator",
+        "features",
+        str(tmp_path / "corpus" / "interleaved"),
+        "--evaluator",
+        str(tmp_path / "ev"),
+        "--out",
+        str(tmp_path / "f.npz"),
+    )
     assert res.returncode == 0, res.stderr
     import numpy as np
 
     with np.load(tmp_path / "f.npz") as z:
         assert z["features"].shape == (20, 128)
+
+
+def test_commands_that_only_read_files_import_no_torch_or_ray(tmp_path: Path):
+    # what makes `--help` and `campaign status` answer at once (bench/cli.py times them)
+    from base.typed_config import to_dict
+    from orchestration.config import load_config
+    from pipelines.campaign import identity
+    from pipelines.campaign.state import Markers
+
+    identity.write_state(tmp_path, identity.new_state(to_dict(load_config("default")), "default"))
+    Markers(tmp_path).mark("corpus", {"seconds": 1.5})
+    probe = (
+        "import sys\n"
+        "from clampdpo.main import main\n"
+        f"assert main(['campaign', 'status', {str(tmp_path)!r}]) == 0\n"
+        "heavy = sorted(m for m in ('torch', 'ray', 'transformers', 'mlflow', 'music21', 'deepspeed') "
+        "if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "1/21 stages done" in res.stdout and "corpus" in res.stdout  # 5 set-up + round 0 + 3 × 5
+    assert "HEAVY []" in res.stdout

@@ -23,9 +23,16 @@ class PatchEncoderLayout(nn.Module):
     def __init__(self):
         super().__init__()
         self.patch_embedding = nn.Linear(64 * 128, H)
-        self.base = BertModel(BertConfig(vocab_size=1, hidden_size=H, num_hidden_layers=LAYERS,
-                                         num_attention_heads=H // 64 or 1, intermediate_size=4 * H,
-                                         max_position_embeddings=LENGTH))
+        self.base = BertModel(
+            BertConfig(
+                vocab_size=1,
+                hidden_size=H,
+                num_hidden_layers=LAYERS,
+                num_attention_heads=H // 64 or 1,
+                intermediate_size=4 * H,
+                max_position_embeddings=LENGTH,
+            )
+        )
 
     def forward(self, patches, mask):
         x = torch.nn.functional.one_hot(patches, 128).reshape(len(patches), -1, 64 * 128).float()
@@ -50,8 +57,9 @@ class M3Layout(nn.Module):
         super().__init__()
         self.encoder = PatchEncoderLayout()
         self.decoder = nn.Module()
-        self.decoder.base = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_positions=64, n_embd=H, n_layer=1,
-                                                       n_head=1, n_inner=4 * H))
+        self.decoder.base = GPT2LMHeadModel(
+            GPT2Config(vocab_size=128, n_positions=64, n_embd=H, n_layer=1, n_head=1, n_inner=4 * H)
+        )
 
 
 def save(module: nn.Module, path, extra: dict | None = None):
@@ -73,16 +81,21 @@ def test_imported_weights_give_clamp2s_features(checkpoints):
     clamp2, m3, tmp = checkpoints
     path = import_clamp2(tmp / "m3.pth", tmp / "clamp2.pth", tmp / "evaluator")
     model = ClampModel.from_pretrained(path).eval()
-    assert (model.config.hidden_size, model.config.num_layers, model.config.projection_size,
-            model.config.patch_length) == (H, LAYERS, PROJ, LENGTH)
+    assert (
+        model.config.hidden_size,
+        model.config.num_layers,
+        model.config.projection_size,
+        model.config.patch_length,
+    ) == (H, LAYERS, PROJ, LENGTH)
     patches = torch.tensor([M3Patchilizer().encode(PIECE)])
     mask = torch.ones(patches.shape[:2], dtype=torch.long)
     with torch.no_grad():
         expected = clamp2.feature(patches, mask)[0].numpy()
     got = FeatureExtractor(model, "cpu").extract([PIECE])[0]
     assert np.allclose(got, expected, atol=1e-5)
-    assert torch.equal(model.music_decoder.base.transformer.h[0].mlp.c_fc.weight,
-                       m3.decoder.base.transformer.h[0].mlp.c_fc.weight)
+    assert torch.equal(
+        model.music_decoder.base.transformer.h[0].mlp.c_fc.weight, m3.decoder.base.transformer.h[0].mlp.c_fc.weight
+    )
 
 
 def test_missing_extra_and_misshaped_keys_are_named(checkpoints, tmp_path):

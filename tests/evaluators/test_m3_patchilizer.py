@@ -14,8 +14,10 @@ from evaluators.m3_patchilizer import (
     split_bars,
 )
 
-DUET = ("%Baroque\n%Bach, Johann Sebastian\n%Chorus\n%%score { 1 | 2 }\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
-        "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|][V:2]D,8|]\n")
+DUET = (
+    "%Baroque\n%Bach, Johann Sebastian\n%Chorus\n%%score { 1 | 2 }\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n"
+    "[V:1]G2 A2 B2 c2|[V:2]G,8|\n[V:1]d8|][V:2]D,8|]\n"
+)
 
 
 def test_prompt_comments_are_dropped_but_directives_kept():
@@ -25,8 +27,17 @@ def test_prompt_comments_are_dropped_but_directives_kept():
 
 def test_one_patch_per_header_line_and_per_voice_per_bar():
     assert segments(preprocess(DUET)) == [
-        "%%score { 1 | 2 }\n", "L:1/8\n", "M:4/4\n", "K:G\n", "V:1 treble\n", "V:2 bass\n",
-        "[V:1]G2 A2 B2 c2|", "[V:2]G,8|\n", "[V:1]d8|]", "[V:2]D,8|]\n"]
+        "%%score { 1 | 2 }\n",
+        "L:1/8\n",
+        "M:4/4\n",
+        "K:G\n",
+        "V:1 treble\n",
+        "V:2 bass\n",
+        "[V:1]G2 A2 B2 c2|",
+        "[V:2]G,8|\n",
+        "[V:1]d8|]",
+        "[V:2]D,8|]\n",
+    ]
 
 
 def test_bar_split_rules():

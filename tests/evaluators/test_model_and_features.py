@@ -19,8 +19,20 @@ LONG = "L:1/8\nM:4/4\nK:C\nV:1 treble\n" + "".join(f"[V:1]{'CDEFGABc'[i % 8]}8|\
 
 def tiny(**kw) -> ClampModel:
     torch.manual_seed(0)
-    return ClampModel(ClampConfig(**{"hidden_size": 32, "num_layers": 1, "decoder_layers": 1, "text_layers": 1,
-                                     "text_hidden_size": 32, "projection_size": 16, "dropout": 0.0, **kw})).eval()
+    return ClampModel(
+        ClampConfig(
+            **{
+                "hidden_size": 32,
+                "num_layers": 1,
+                "decoder_layers": 1,
+                "text_layers": 1,
+                "text_hidden_size": 32,
+                "projection_size": 16,
+                "dropout": 0.0,
+                **kw,
+            }
+        )
+    ).eval()
 
 
 def test_gathered_embedding_equals_the_one_hot_linear():
@@ -95,8 +107,10 @@ def test_long_piece_feature_is_the_length_weighted_mean_of_windows(tmp_path):
     assert len(patches) == 46  # 4 header lines + 40 bars + bos + eos
     windows = [(0, 16, 16), (16, 32, 16), (30, 46, 14)]
     with torch.no_grad():
-        feats = [model.music_features(torch.tensor([patches[s:e]]), torch.ones(1, e - s, dtype=torch.long))[0]
-                 for s, e, _ in windows]
+        feats = [
+            model.music_features(torch.tensor([patches[s:e]]), torch.ones(1, e - s, dtype=torch.long))[0]
+            for s, e, _ in windows
+        ]
     expected = (16 * feats[0] + 16 * feats[1] + 14 * feats[2]) / 46
     [got] = extractor.extract([LONG])
     assert np.allclose(got, expected.numpy(), atol=1e-5)
@@ -119,7 +133,9 @@ def test_hard_negatives_are_only_negatives():
     out = model.contrastive(ids, mask, patches, pm, negatives)
     assert out.logits_per_text.shape == (2, 3)
     t = F.normalize(model.text_features(ids, mask), dim=-1)
-    m = F.normalize(model.music_features(torch.cat([patches, negatives[0]]), torch.ones(3, 8, dtype=torch.long)), dim=-1)
+    m = F.normalize(
+        model.music_features(torch.cat([patches, negatives[0]]), torch.ones(3, 8, dtype=torch.long)), dim=-1
+    )
     logits = model.logit_scale.exp() * t @ m.t()
     by_hand = 0.5 * (F.cross_entropy(logits, torch.arange(2)) + F.cross_entropy(logits[:, :2].t(), torch.arange(2)))
     assert out.loss.item() == pytest.approx(by_hand.item(), rel=1e-5)

@@ -38,7 +38,7 @@ def test_corruptions_keep_the_form():
     assert sorted(permuted.splitlines()) == sorted(piece.splitlines()) and permuted != piece
     swapped = swap_voices(piece, random.Random(4))
     first = [ln for ln in piece.splitlines() if ln.startswith("[V:1]")][0]
-    top, bass = first[len("[V:1]"):].split("[V:2]")
+    top, bass = first[len("[V:1]") :].split("[V:2]")
     assert f"[V:1]{bass}[V:2]{top}" in swapped  # two voices: the parts trade places in every bar
 
 
@@ -47,7 +47,8 @@ def test_hard_negative_is_the_corrupted_crop_itself():
     from evaluators.m3_patchilizer import BOS_ID, EOS_ID, M3Patchilizer
 
     text = "L:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n" + "".join(
-        f"[V:1]{'GABcdefg'[k % 8]}2 {'GABcdefg'[(k * 3) % 8]}6|[V:2]{'CDEFGAB'[k % 7]},8|\n" for k in range(60))
+        f"[V:1]{'GABcdefg'[k % 8]}2 {'GABcdefg'[(k * 3) % 8]}6|[V:2]{'CDEFGAB'[k % 7]},8|\n" for k in range(60)
+    )
     batches = Batches([Piece("p", "x", text, {})], M3Patchilizer(), train_patches=24, seed=0)
     patches = batches._encoded[0]
     assert len(patches) > 24  # long enough to be cropped
@@ -70,14 +71,27 @@ def test_train_evaluator_end_to_end(tmp_path):
     two_style_corpus(tmp_path / "corpus")
     # 60 contrastive steps: the single held-out batch's loss is noisy right after the 30-step warm-up (it
     # spikes at step 40 and settles at step 50 with the music encoder's position init)
-    cfg = EvaluatorConfig(out_dir=str(tmp_path / "ev"), pretrain_steps=20, contrastive_steps=60, batch_size=8,
-                          train_patches=32, eval_every=20, log_every=10, min_prompt_pieces=3, dropout=0.0)
+    cfg = EvaluatorConfig(
+        out_dir=str(tmp_path / "ev"),
+        pretrain_steps=20,
+        contrastive_steps=60,
+        batch_size=8,
+        train_patches=32,
+        eval_every=20,
+        log_every=10,
+        min_prompt_pieces=3,
+        dropout=0.0,
+    )
     result = train_evaluator(cfg, tmp_path / "corpus")
     r = result.report
     assert r["composer/classes"] == 2 and r["composer/accuracy"] == 1.0  # two very different styles
     assert r["prompt/margin"] > 0
-    assert set(r) >= {"corrupt/real_beats_shuffled_bars", "corrupt/real_beats_random_notes",
-                      "retrieval/text_to_music_top1", "retrieval/text_to_music_top5"}
+    assert set(r) >= {
+        "corrupt/real_beats_shuffled_bars",
+        "corrupt/real_beats_random_notes",
+        "retrieval/text_to_music_top1",
+        "retrieval/text_to_music_top5",
+    }
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'ev' / 'mlflow.db'}")
     assert len(client.get_metric_history(result.run_id, "contrastive/loss")) == 6
@@ -97,7 +111,9 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert 0 < records[0].pitch_class_entropy <= math.log2(12)
     centred = Evaluator.load(tmp_path / "ev", center=True)
     assert np.allclose(centred.reference.features.mean(0), 0, atol=1e-5)
-    rc = centred.score([real, jig(random.Random(5), 10)], ["Baroque_Bach, Johann Sebastian_Chorus"] * 2, guards_on=False)
+    rc = centred.score(
+        [real, jig(random.Random(5), 10)], ["Baroque_Bach, Johann Sebastian_Chorus"] * 2, guards_on=False
+    )
     assert rc[0].clamp_score > rc[1].clamp_score and math.isnan(rc[0].clamp_score_global)
     # centring spreads scores: the jig-vs-chorale gap is wider than on raw features
     assert rc[0].clamp_score - rc[1].clamp_score > records[0].clamp_score - records[1].clamp_score

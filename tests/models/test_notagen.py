@@ -14,8 +14,9 @@ from tests.conftest import FOLK, PIECE, notagen_layout
 
 
 def tiny_config(**kw) -> NotaGenConfig:
-    return NotaGenConfig(**{"patch_num_layers": 2, "char_num_layers": 1, "hidden_size": 64, "patch_length": 64,
-                            "dropout": 0.0, **kw})
+    return NotaGenConfig(
+        **{"patch_num_layers": 2, "char_num_layers": 1, "hidden_size": 64, "patch_length": 64, "dropout": 0.0, **kw}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,9 @@ def test_flat_view_through_trl_equals_hierarchical_log_probs(model):
     fused.load_state_dict(model.state_dict())
     add_fused_lm_head(fused)  # exactly what TRL's DPOTrainer does to the policy
     with torch.no_grad():
-        out = fused(input_ids=flat, attention_mask=attention, labels=completion_labels(flat, completion),
-                    fused_lm_head=True)
+        out = fused(
+            input_ids=flat, attention_mask=attention, labels=completion_labels(flat, completion), fused_lm_head=True
+        )
     assert torch.allclose(out.log_probs.sum(1), hierarchical, atol=1e-4, rtol=1e-5)
     assert (hierarchical < 0).all()
 
@@ -131,8 +133,12 @@ def test_import_gives_the_same_log_probs(notagen_checkpoint, tmp_path):
     patches, mask = batch([PIECE], patch_length=512)
     with torch.no_grad():
         ours = float(model.patch_log_probs(patches, mask)[0])
-        theirs = reference_log_prob(original.patch_level_decoder.base, original.patch_level_decoder.patch_embedding,
-                                    original.char_level_decoder.base, patches[0])
+        theirs = reference_log_prob(
+            original.patch_level_decoder.base,
+            original.patch_level_decoder.patch_embedding,
+            original.char_level_decoder.base,
+            patches[0],
+        )
     assert ours == pytest.approx(theirs, abs=1e-3)
 
 

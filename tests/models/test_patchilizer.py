@@ -24,7 +24,8 @@ def test_metadata_lines_are_patched_line_by_line():
     assert ids == [
         BOS,
         patch("%Baroque\n"),
-        patch("%Bach, Johann Se", eos=False), patch("bastian\n"),  # 24 chars + eos: 16 + 9
+        patch("%Bach, Johann Se", eos=False),
+        patch("bastian\n"),  # 24 chars + eos: 16 + 9
         patch("%Chorus\n"),
     ]
 
@@ -47,12 +48,18 @@ def test_multi_voice_piece_in_stream_mode():
     ids = P.encode_train(text)
     assert ids == [
         BOS,
-        patch("%Baroque\n"), patch("%Bach, Johann Se", eos=False), patch("bastian\n"), patch("%Chorus\n"),
-        patch("L:1/8\n"), patch("K:G\n"),
+        patch("%Baroque\n"),
+        patch("%Bach, Johann Se", eos=False),
+        patch("bastian\n"),
+        patch("%Chorus\n"),
+        patch("L:1/8\n"),
+        patch("K:G\n"),
         # line 0 of 2: "[r:0/1][V:1]G2|[V:2]B,2|\n" → bars "[r:0/1][V:1]G2" and "|[V:2]B,2|\n"
-        patch("[r:0/1][V:1]G2"), patch("|[V:2]B,2|\n"),
+        patch("[r:0/1][V:1]G2"),
+        patch("|[V:2]B,2|\n"),
         # line 1: "[r:1/0][V:1]c4 B2|]\n" → one bar "[r:1/0][V:1]c4 B2" then "|]\n" merged into it
-        patch("[r:1/0][V:1]c4 B", eos=False), patch("2|]\n"),
+        patch("[r:1/0][V:1]c4 B", eos=False),
+        patch("2|]\n"),
         EOS,
     ]
     assert P.decode(ids[1:-1]) == text.replace("[V:1]G2", "[r:0/1][V:1]G2").replace("[V:1]c4", "[r:1/0][V:1]c4")

@@ -36,8 +36,9 @@ def test_sampling_config_checks_fields():
 def learned_model() -> NotaGenForCausalLM:
     """A small model that has memorised two pieces, so that sampling produces real tune bodies."""
     torch.manual_seed(0)
-    model = NotaGenForCausalLM(NotaGenConfig(patch_num_layers=2, char_num_layers=1, hidden_size=64,
-                                             patch_length=64, dropout=0.0))
+    model = NotaGenForCausalLM(
+        NotaGenConfig(patch_num_layers=2, char_num_layers=1, hidden_size=64, patch_length=64, dropout=0.0)
+    )
     pz = Patchilizer(patch_length=64)
     encoded = [pz.encode_train(t) for t in (PIECE, FOLK)]
     length = max(map(len, encoded))
@@ -88,8 +89,17 @@ def test_a_seed_reproduces_its_sample_alone_or_in_a_batch(learned_model):
 
 
 def test_restore_rest_voices_fills_omitted_voices():
-    lines = ["%%score { ( 1 2 ) | 3 }\n", "L:1/8\n", "M:3/4\n", "K:C\n", "V:1 treble\n", "V:2 treble\n",
-             "V:3 bass\n", "[r:0/1][V:1]c2 d2 e2|[V:3]C,6|\n", "[r:1/0][V:3]C,6|]\n"]
+    lines = [
+        "%%score { ( 1 2 ) | 3 }\n",
+        "L:1/8\n",
+        "M:3/4\n",
+        "K:C\n",
+        "V:1 treble\n",
+        "V:2 treble\n",
+        "V:3 bass\n",
+        "[r:0/1][V:1]c2 d2 e2|[V:3]C,6|\n",
+        "[r:1/0][V:3]C,6|]\n",
+    ]
     out = restore_rest_voices(lines)
     assert out[7] == "[V:1]c2 d2 e2|[V:2]x6|[V:3]C,6|\n"
     assert out[8] == "[V:1]z6|][V:2]x6|][V:3]C,6|]\n"  # voice 1 leads its group: z; voice 2 follows: x

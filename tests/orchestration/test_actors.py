@@ -19,10 +19,11 @@ def local_ray():
 
 
 def _units(weights):
-    prompt = PromptSpec("Folk_Traditional, Irish_Solo melody",
-                        ("%Folk\n", "%Traditional, Irish\n", "%Solo melody\n"), 10)
+    prompt = PromptSpec(
+        "Folk_Traditional, Irish_Solo melody", ("%Folk\n", "%Traditional, Irish\n", "%Solo melody\n"), 10
+    )
     specs = [s.to_dict() for s in round_samples([prompt], 1, 12, campaign_seed=3)]
-    return [(f"unit-{i:04d}", {"policy": [weights], "specs": specs[i:i + 2]}) for i in range(0, 12, 2)]
+    return [(f"unit-{i:04d}", {"policy": [weights], "specs": specs[i : i + 2]}) for i in range(0, 12, 2)]
 
 
 def _run(pool: ActorPool, units, kill_after_first: bool) -> dict[str, dict]:
@@ -43,8 +44,9 @@ def _run(pool: ActorPool, units, kill_after_first: bool) -> dict[str, dict]:
 
 def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_ray):
     torch.manual_seed(0)
-    model = NotaGenForCausalLM(NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64,
-                                             patch_length=64, dropout=0.0))
+    model = NotaGenForCausalLM(
+        NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64, patch_length=64, dropout=0.0)
+    )
     weights = ray.put({"config": model.config.to_dict(), "state_dict": model.state_dict()})
     units = _units(weights)
     sampling, one_cpu = SamplingConfig(max_patches=24, batch_size=2), Resources(cpus=1)
@@ -53,8 +55,7 @@ def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_r
     expected = _run(calm, units, kill_after_first=False)
     calm.shutdown()
 
-    pool = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2,
-                     name="killed")
+    pool = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2, name="killed")
     got = _run(pool, units, kill_after_first=True)
     pool.shutdown()
 

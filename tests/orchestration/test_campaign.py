@@ -47,8 +47,19 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
     rows = [ln.split() for ln in stdout.splitlines() if ln.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["0", "1"]
     markers = {p.stem for p in (out / "markers").glob("*.json")}
-    assert markers == {"corpus", "policy", "evaluator", "judge", "prompts", "round-00.eval", "round-01.sample",
-                       "round-01.score", "round-01.pairs", "round-01.dpo", "round-01.eval"}
+    assert markers == {
+        "corpus",
+        "policy",
+        "evaluator",
+        "judge",
+        "prompts",
+        "round-00.eval",
+        "round-01.sample",
+        "round-01.score",
+        "round-01.pairs",
+        "round-01.dpo",
+        "round-01.eval",
+    }
     pairs = (out / "round-01" / "pairs.jsonl").read_text().splitlines()
     head = json.loads(pairs[0])
     assert head["format"] == "clampdpo.pairs" and head["candidates"] == 16 and len(pairs) - 1 == head["pairs"] > 0
@@ -58,9 +69,18 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
     assert dpo["steps"] >= 1 and "rewards/margins" in dpo and dpo["world_size"] == 1
     assert (out / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
     metrics = json.loads((out / "round-01" / "metrics.json").read_text())["metrics"]
-    assert {"clamp/mean", "judge/mean", "validity/rate", "plagiarism/rate", "diversity/mean_pairwise_cosine",
-            "frechet/mean_per_prompt", "rewards/chosen", "rewards/rejected", "rewards/margins",
-            "rewards/accuracies"} <= set(metrics)
+    assert {
+        "clamp/mean",
+        "judge/mean",
+        "validity/rate",
+        "plagiarism/rate",
+        "diversity/mean_pairwise_cosine",
+        "frechet/mean_per_prompt",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+    } <= set(metrics)
     assert metrics["samples/count"] == 4  # the held-out prompt × eval_samples_per_prompt
 
 
@@ -73,8 +93,7 @@ def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
     assert parent.data.params["dpo.loss_type"] == "dpop" and parent.data.params["dpo.beta"] == "0.1"
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "clamp/mean")] == [0, 1]
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "judge/mean")] == [0, 1]
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_stage: dict[str, list] = {}
     for run in children:
         by_stage.setdefault(run.data.tags["clampdpo.stage"], []).append(run)
@@ -119,8 +138,13 @@ def test_ui_serves_the_campaign_runs_on_localhost(smoke):
     import urllib.request
 
     port = _free_port()
-    proc = subprocess.Popen(CLI + ["ui", str(smoke["out"]), "--port", str(port)], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        CLI + ["ui", str(smoke["out"]), "--port", str(port)],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
         deadline, body = time.time() + 120, None

@@ -26,16 +26,19 @@ def test_overrides_are_typed():
     assert cfg.data.sources == ["music21", "/x"]
 
 
-@pytest.mark.parametrize("override,message", [
-    ("data.eval_fraction=1.5", "data.eval_fraction: must be in [0, 1)"),
-    ("data.workers=many", "data.workers: expected an integer"),
-    ("data.augment_keys=maybe", "data.augment_keys: expected true or false"),
-    ("data.evel_fraction=0.1", "data.evel_fraction: unknown field (did you mean 'eval_fraction'?)"),
-    ("dta.x=1", "dta: unknown field"),
-    ("data.collection_limits.bach=0", "data.collection_limits.bach: must be > 0"),
-    ("data.sources=[]", "data.sources: name at least one source"),
-    ("data.unit_length=3", "data.unit_length: must be a power of two"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.eval_fraction=1.5", "data.eval_fraction: must be in [0, 1)"),
+        ("data.workers=many", "data.workers: expected an integer"),
+        ("data.augment_keys=maybe", "data.augment_keys: expected true or false"),
+        ("data.evel_fraction=0.1", "data.evel_fraction: unknown field (did you mean 'eval_fraction'?)"),
+        ("dta.x=1", "dta: unknown field"),
+        ("data.collection_limits.bach=0", "data.collection_limits.bach: must be > 0"),
+        ("data.sources=[]", "data.sources: name at least one source"),
+        ("data.unit_length=3", "data.unit_length: must be a power of two"),
+    ],
+)
 def test_bad_values_name_the_field(override: str, message: str):
     with pytest.raises(ConfigError) as err:
         load_config("default", [override])

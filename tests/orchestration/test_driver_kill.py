@@ -23,10 +23,23 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_driver_killed_mid_round_resumes_to_the_planned_samples(tiny_parts, tmp_path):
     out = tmp_path / "killed"
-    cfg = campaign_config(tmp_path, tiny_parts["corpus"], out, unit_size=2, samples_per_prompt=16, use_judge=False,
-                          policy_from=str(tiny_parts["policy"]), evaluator_from=str(tiny_parts["evaluator"]))
-    proc = subprocess.Popen(CLI + ["campaign", "run", "--config", str(cfg)], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg = campaign_config(
+        tmp_path,
+        tiny_parts["corpus"],
+        out,
+        unit_size=2,
+        samples_per_prompt=16,
+        use_judge=False,
+        policy_from=str(tiny_parts["policy"]),
+        evaluator_from=str(tiny_parts["evaluator"]),
+    )
+    proc = subprocess.Popen(
+        CLI + ["campaign", "run", "--config", str(cfg)],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     units = out / "round-01" / "samples" / "units"
     deadline = time.time() + 600
     while time.time() < deadline and not (units.is_dir() and any(units.glob("unit-*.jsonl"))):
@@ -37,8 +50,9 @@ def test_driver_killed_mid_round_resumes_to_the_planned_samples(tiny_parts, tmp_
     done_units = len(list(units.glob("unit-*.jsonl")))
     assert 1 <= done_units < 16 and not (out / "markers" / "round-01.sample.json").exists()
 
-    resumed = subprocess.run(CLI + ["campaign", "resume", str(out)], capture_output=True, text=True, cwd=REPO,
-                             timeout=900)
+    resumed = subprocess.run(
+        CLI + ["campaign", "resume", str(out)], capture_output=True, text=True, cwd=REPO, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
 

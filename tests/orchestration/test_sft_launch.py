@@ -15,11 +15,24 @@ from tests.conftest import write_corpus
 
 def test_sft_lowers_loss_and_resumes(tmp_path):
     write_corpus(tmp_path / "corpus", {"chorale": (4, 4), "jig": (4, 4)}, per_style=2, eval_per_style=1)
-    overrides = [f"data.out_dir={tmp_path / 'corpus'}", f"train.out_dir={tmp_path / 'run'}",
-                 "model.hidden_size=64", "model.patch_num_layers=1", "model.char_num_layers=1",
-                 "model.patch_length=64", "model.dropout=0.0", "train.batch_pieces=2", "train.max_steps=15",
-                 "train.warmup_steps=2", "train.lr=3e-3", "train.eval_every=5", "train.save_every=5",
-                 "train.log_every=5", "train.zero_stage=2", "cluster.cpus_per_worker=1"]
+    overrides = [
+        f"data.out_dir={tmp_path / 'corpus'}",
+        f"train.out_dir={tmp_path / 'run'}",
+        "model.hidden_size=64",
+        "model.patch_num_layers=1",
+        "model.char_num_layers=1",
+        "model.patch_length=64",
+        "model.dropout=0.0",
+        "train.batch_pieces=2",
+        "train.max_steps=15",
+        "train.warmup_steps=2",
+        "train.lr=3e-3",
+        "train.eval_every=5",
+        "train.save_every=5",
+        "train.log_every=5",
+        "train.zero_stage=2",
+        "cluster.cpus_per_worker=1",
+    ]
     project = load_config("tiny", overrides)
 
     torch.manual_seed(project.train.seed)

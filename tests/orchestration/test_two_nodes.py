@@ -31,14 +31,28 @@ def _free_port() -> int:
 def _ray_node(args: list[str], env: dict) -> subprocess.Popen:
     """A ``ray start --block`` node in its own process group, so the test stops exactly what it started."""
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    return subprocess.Popen([ray_bin, "start", "--block", "--disable-usage-stats", "--num-cpus=2"] + args, env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [ray_bin, "start", "--block", "--disable-usage-stats", "--num-cpus=2"] + args,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _alive_nodes(address: str, env: dict) -> int:
-    probe = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
-                            "print(sum(n['Alive'] for n in ray.nodes()))"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "print(sum(n['Alive'] for n in ray.nodes()))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
 
 
@@ -64,11 +78,25 @@ def test_a_round_runs_on_a_two_node_local_ray_cluster(tiny_parts, tmp_path):
             time.sleep(0.5)
         out = tmp_path / "two-nodes"
         # two samplers (spread over the nodes), a scorer and the DPO worker fit the two 2-CPU nodes together
-        cfg = campaign_config(tmp_path, tiny_parts["corpus"], out, unit_size=2, use_judge=False, num_samplers=2,
-                              num_scorers=1, policy_from=str(tiny_parts["policy"]),
-                              evaluator_from=str(tiny_parts["evaluator"]))
-        run = subprocess.run(CLI + ["campaign", "run", "--config", str(cfg), "--ray-address", address],
-                             capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+        cfg = campaign_config(
+            tmp_path,
+            tiny_parts["corpus"],
+            out,
+            unit_size=2,
+            use_judge=False,
+            num_samplers=2,
+            num_scorers=1,
+            policy_from=str(tiny_parts["policy"]),
+            evaluator_from=str(tiny_parts["evaluator"]),
+        )
+        run = subprocess.run(
+            CLI + ["campaign", "run", "--config", str(cfg), "--ray-address", address],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=900,
+        )
         assert run.returncode == 0, run.stderr[-4000:]
         rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
         assert len({r["node"] for r in rows}) == 2  # the two samplers ran on both nodes

@@ -64,18 +64,46 @@ def test_markers_and_status(tmp_path):
     rows = dict(status(tmp_path, 1))
     assert rows["corpus"] == "done" and rows["evaluator"] == "next" and rows["round-01/dpo"] == "pending"
     assert m.done("corpus")["corpus"] == "x" and m.done("judge") is None
-    assert all_stages(2)[-5:] == ["round-02/sample", "round-02/score", "round-02/pairs", "round-02/dpo",
-                                  "round-02/eval"]
+    assert all_stages(2)[-5:] == [
+        "round-02/sample",
+        "round-02/score",
+        "round-02/pairs",
+        "round-02/dpo",
+        "round-02/eval",
+    ]
     assert not list(tmp_path.glob("markers/*.tmp*"))  # atomic writes leave no temp files
 
 
 def test_score_metrics_and_table():
-    scores = [{"prompt": "A", "clamp_score": 0.5, "judge_score": 0.4, "valid": True, "plagiarism": False,
-               "pitch_class_entropy": 2.0, "finished": True},
-              {"prompt": "A", "clamp_score": 0.7, "judge_score": 0.6, "valid": False, "plagiarism": True,
-               "pitch_class_entropy": math.nan, "finished": False},
-              {"prompt": "B", "clamp_score": math.nan, "judge_score": math.nan, "valid": False,
-               "plagiarism": False, "pitch_class_entropy": math.nan, "finished": True}]
+    scores = [
+        {
+            "prompt": "A",
+            "clamp_score": 0.5,
+            "judge_score": 0.4,
+            "valid": True,
+            "plagiarism": False,
+            "pitch_class_entropy": 2.0,
+            "finished": True,
+        },
+        {
+            "prompt": "A",
+            "clamp_score": 0.7,
+            "judge_score": 0.6,
+            "valid": False,
+            "plagiarism": True,
+            "pitch_class_entropy": math.nan,
+            "finished": False,
+        },
+        {
+            "prompt": "B",
+            "clamp_score": math.nan,
+            "judge_score": math.nan,
+            "valid": False,
+            "plagiarism": False,
+            "pitch_class_entropy": math.nan,
+            "finished": True,
+        },
+    ]
     m = score_metrics(scores)
     assert m["clamp/mean"] == pytest.approx(0.6) and m["clamp/median"] == pytest.approx(0.6)
     assert m["clamp/std"] == pytest.approx(0.1) and m["clamp/scored"] == 2

@@ -23,17 +23,37 @@ def _sample(i: str, prompt: str, body: str) -> dict:
 
 
 def _score(i: str, prompt: str, score: float, valid: bool = True, finished: bool = True) -> dict:
-    return {"id": i, "prompt": prompt, "clamp_score": score, "valid": valid, "finished": finished,
-            "plagiarism": False, "staves_grouped": True}
+    return {
+        "id": i,
+        "prompt": prompt,
+        "clamp_score": score,
+        "valid": valid,
+        "finished": finished,
+        "plagiarism": False,
+        "staves_grouped": True,
+    }
 
 
 def test_round_pairs_split_each_text_at_its_prompt_lines_and_follow_the_rules():
-    samples = {s["id"]: s for s in [_sample("s1", "A", "X:best\n"), _sample("s2", "A", "X:mid\n"),
-                                    _sample("s3", "A", "X:worst\n"), _sample("s4", "A", "X:unfinished\n"),
-                                    _sample("s5", "B", "X:b1\n"), _sample("s6", "B", "X:b2\n")]}
-    scores = [_score("s1", "A", 0.9), _score("s2", "A", 0.5), _score("s3", "A", 0.1),
-              _score("s4", "A", 0.95, finished=False),  # the best score, but unfinished: never chosen
-              _score("s5", "B", 0.7), _score("s6", "B", 0.6, valid=False)]
+    samples = {
+        s["id"]: s
+        for s in [
+            _sample("s1", "A", "X:best\n"),
+            _sample("s2", "A", "X:mid\n"),
+            _sample("s3", "A", "X:worst\n"),
+            _sample("s4", "A", "X:unfinished\n"),
+            _sample("s5", "B", "X:b1\n"),
+            _sample("s6", "B", "X:b2\n"),
+        ]
+    }
+    scores = [
+        _score("s1", "A", 0.9),
+        _score("s2", "A", 0.5),
+        _score("s3", "A", 0.1),
+        _score("s4", "A", 0.95, finished=False),  # the best score, but unfinished: never chosen
+        _score("s5", "B", 0.7),
+        _score("s6", "B", 0.6, valid=False),
+    ]
     result = round_pairs(samples, scores, LINES, DPORoundConfig(select_portion=0.25), round_=2)
     assert result.candidates == 6 and result.excluded == 2
     by_prompt = {r.prompt: r for r in result.records}
@@ -65,8 +85,10 @@ def test_eval_metrics_add_diversity_and_frechet_distance_to_the_prompts_ground_t
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(20, 4)).astype(np.float32)
     feats = ref[:4] + 0.01
-    scores = [{**_score(f"s{i}", "A", 0.5), "judge_score": 0.4, "pitch_class_entropy": 2.0, "feature": f.tolist()}
-              for i, f in enumerate(feats)]
+    scores = [
+        {**_score(f"s{i}", "A", 0.5), "judge_score": 0.4, "pitch_class_entropy": 2.0, "feature": f.tolist()}
+        for i, f in enumerate(feats)
+    ]
     m = eval_metrics(scores, ref, ["A"] * 20)
     cos = feats @ feats.T / np.outer(np.linalg.norm(feats, axis=1), np.linalg.norm(feats, axis=1))
     assert m["diversity/mean_pairwise_cosine"] == pytest.approx((cos.sum() - 4) / 12, abs=1e-5)
@@ -74,8 +96,12 @@ def test_eval_metrics_add_diversity_and_frechet_distance_to_the_prompts_ground_t
 
 
 def test_config_identity_ignores_where_a_campaign_runs_and_names_what_changed(tmp_path: Path):
-    a = {"campaign": {"out_dir": "x", "rounds": 3}, "cluster": {"ray_address": None}, "dpo": {"beta": 0.1},
-         "tracking": {"tracking_uri": "sqlite:///a"}}
+    a = {
+        "campaign": {"out_dir": "x", "rounds": 3},
+        "cluster": {"ray_address": None},
+        "dpo": {"beta": 0.1},
+        "tracking": {"tracking_uri": "sqlite:///a"},
+    }
     moved = json.loads(json.dumps(a))
     moved["campaign"]["out_dir"], moved["cluster"]["ray_address"], moved["tracking"]["tracking_uri"] = "y", "h:1", "b"
     assert identity.changed_sections(a, moved) == []

@@ -24,9 +24,10 @@ def _cfg(tmp_path: Path, *sources: Path, **kw) -> DataConfig:
 def _mxl(xml: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("META-INF/container.xml",
-                   '<?xml version="1.0"?><container><rootfiles><rootfile full-path="score.musicxml"/>'
-                   "</rootfiles></container>")
+        z.writestr(
+            "META-INF/container.xml",
+            '<?xml version="1.0"?><container><rootfiles><rootfile full-path="score.musicxml"/></rootfiles></container>',
+        )
         z.writestr("score.musicxml", xml)
     return buf.getvalue()
 
@@ -37,7 +38,11 @@ def test_build_writes_corpus_layout(tmp_path: Path, score_dir: Path):
     manifest = read_jsonl(out / "manifest.jsonl")
     assert [p["id"] for p in manifest] == ["scores.canon", "scores.duet", "scores.reels.t0001", "scores.reels.t0002"]
     duet = next(p for p in manifest if p["id"] == "scores.duet")
-    assert (duet["period"], duet["composer"], duet["instrumentation"]) == ("Baroque", "Bach, Johann Sebastian", "Strings")
+    assert (duet["period"], duet["composer"], duet["instrumentation"]) == (
+        "Baroque",
+        "Bach, Johann Sebastian",
+        "Strings",
+    )
     assert (duet["bars"], duet["voices"]) == (4, 2)
     assert duet["chars"] == len((out / "interleaved" / "scores.duet.abc").read_text())
     assert len(duet["sha256"]) == 64 and duet["split"] in ("train", "eval")

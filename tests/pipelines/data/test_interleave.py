@@ -78,7 +78,10 @@ def test_transpose_to_another_key():
 
 def test_prompt_lines():
     assert prompt_lines("Baroque", "Bach, Johann Sebastian", "Chorus") == [
-        "%Baroque\n", "%Bach, Johann Sebastian\n", "%Chorus\n"]
+        "%Baroque\n",
+        "%Bach, Johann Sebastian\n",
+        "%Chorus\n",
+    ]
 
 
 def test_unclosed_bars_detects_broken_interleave_but_accepts_voltas():

@@ -9,41 +9,48 @@ from base.typed_config import ConfigError
 from pipelines.data.metadata import MetadataOverrides, Prompt, canonical_composer, infer_prompt, instrumentation_of
 
 
-@pytest.mark.parametrize("raw,name", [
-    ("J.S. Bach", "Bach, Johann Sebastian"),
-    ("Johann Sebastian Bach", "Bach, Johann Sebastian"),
-    ("C.P.E. Bach", "Bach, Carl Philipp Emanuel"),
-    ("Palestrina, Giovanni Perluigi da", "Palestrina, Giovanni Pierluigi da"),
-    ("Johannes Ciconia (opus dubium)", "Ciconia, Johannes"),
-    ("Lorenzo F-Pn", "Lorenzo da Firenze"),
-    ("Clara Schumann", "Schumann, Clara"),
-    ("Robert Schumann", "Schumann, Robert"),
-    ("Cushing (1804)", "Cushing"),
-    ("Anonymous I-Rvat", None),
-    ("Anonyous", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "raw,name",
+    [
+        ("J.S. Bach", "Bach, Johann Sebastian"),
+        ("Johann Sebastian Bach", "Bach, Johann Sebastian"),
+        ("C.P.E. Bach", "Bach, Carl Philipp Emanuel"),
+        ("Palestrina, Giovanni Perluigi da", "Palestrina, Giovanni Pierluigi da"),
+        ("Johannes Ciconia (opus dubium)", "Ciconia, Johannes"),
+        ("Lorenzo F-Pn", "Lorenzo da Firenze"),
+        ("Clara Schumann", "Schumann, Clara"),
+        ("Robert Schumann", "Schumann, Robert"),
+        ("Cushing (1804)", "Cushing"),
+        ("Anonymous I-Rvat", None),
+        ("Anonyous", None),
+        ("", None),
+    ],
+)
 def test_canonical_composer(raw, name):
     assert canonical_composer(raw) == name
 
 
-@pytest.mark.parametrize("parts,voices,collection,label", [
-    (["Soprano", "Alto", "Tenor", "Bass"], 4, "bach", "Chorus"),
-    (["Violin I", "Violin II", "Viola", "Violoncello"], 4, "haydn", "String Quartet"),
-    (["Piano", ""], 2, "user", "Keyboard"),
-    (["Voice", "Piano", ""], 3, "user", "Voice and Keyboard"),
-    (["Soprano", "Alto", "Violin", "Oboe"], 4, "bach", "Voices and Instruments"),
-    ([""], 1, "oneills1850", "Solo melody"),
-    (["", "", "", "", ""], 5, "palestrina", "Chorus"),
-    (["Flute", "Oboe", "Horn"], 3, "user", "Chamber"),
-])
+@pytest.mark.parametrize(
+    "parts,voices,collection,label",
+    [
+        (["Soprano", "Alto", "Tenor", "Bass"], 4, "bach", "Chorus"),
+        (["Violin I", "Violin II", "Viola", "Violoncello"], 4, "haydn", "String Quartet"),
+        (["Piano", ""], 2, "user", "Keyboard"),
+        (["Voice", "Piano", ""], 3, "user", "Voice and Keyboard"),
+        (["Soprano", "Alto", "Violin", "Oboe"], 4, "bach", "Voices and Instruments"),
+        ([""], 1, "oneills1850", "Solo melody"),
+        (["", "", "", "", ""], 5, "palestrina", "Chorus"),
+        (["Flute", "Oboe", "Horn"], 3, "user", "Chamber"),
+    ],
+)
 def test_instrumentation_from_parts(parts, voices, collection, label):
     assert instrumentation_of(parts, voices, collection) == label
 
 
 def test_infer_prompt_uses_source_then_table():
     assert infer_prompt("J.S. Bach", ["Soprano", "Alto", "Tenor", "Bass"], 4, "bach") == Prompt(
-        "Baroque", "Bach, Johann Sebastian", "Chorus")
+        "Baroque", "Bach, Johann Sebastian", "Chorus"
+    )
     # Monteverdi's madrigals credit the poet in the composer field: the collection wins
     assert infer_prompt("G.B. Guarini", [""] * 5, 5, "monteverdi").composer == "Monteverdi, Claudio"
     assert infer_prompt("Trad.", [""], 1, "oneills1850") == Prompt("Folk", "Traditional, Irish", "Solo melody")
@@ -55,9 +62,11 @@ def test_infer_prompt_uses_source_then_table():
 
 def test_overrides_from_csv_and_json(tmp_path: Path):
     csv_path = tmp_path / "meta.csv"
-    csv_path.write_text("match,period,composer,instrumentation\n"
-                        "scores.*,Romantic,,\n"
-                        "scores.duet,,\"Schubert, Franz\",Voice and Keyboard\n")
+    csv_path.write_text(
+        "match,period,composer,instrumentation\n"
+        "scores.*,Romantic,,\n"
+        'scores.duet,,"Schubert, Franz",Voice and Keyboard\n'
+    )
     ov = MetadataOverrides.load(csv_path)
     base = Prompt("Unknown", "Anonymous", "Ensemble")
     assert ov.apply(base, "scores.duet", "/x/duet.xml") == Prompt("Romantic", "Schubert, Franz", "Voice and Keyboard")

@@ -31,13 +31,16 @@ def test_file_without_x_is_one_tune():
     assert split_abc_tunes("T:Solo\nK:C\nCDEF|GABc|\n") == ["T:Solo\nK:C\nCDEF|GABc|\n"]
 
 
-@pytest.mark.parametrize("data,fmt,reason", [
-    (b"", "abc", "empty file"),
-    (b"  \n\n", "musicxml", "empty file"),
-    (b"X:1\x00\x01\x02", "abc", "binary content"),
-    ("X:1\nT:Caf\xe9\nK:C\nC|\n".encode("latin-1"), "abc", "not UTF-8"),
-    (b"<score-partwise/>", "mxl", "not a zip archive"),
-])
+@pytest.mark.parametrize(
+    "data,fmt,reason",
+    [
+        (b"", "abc", "empty file"),
+        (b"  \n\n", "musicxml", "empty file"),
+        (b"X:1\x00\x01\x02", "abc", "binary content"),
+        ("X:1\nT:Caf\xe9\nK:C\nC|\n".encode("latin-1"), "abc", "not UTF-8"),
+        (b"<score-partwise/>", "mxl", "not a zip archive"),
+    ],
+)
 def test_check_bytes_names_the_problem(data, fmt, reason):
     assert reason in check_bytes(data, fmt)
 

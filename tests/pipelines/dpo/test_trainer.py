@@ -22,8 +22,9 @@ BAD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/0][V:1]zzz zzz|^c^c^c =c=c=c|\n"
 
 def tiny_model(seed: int = 0) -> NotaGenForCausalLM:
     torch.manual_seed(seed)
-    return NotaGenForCausalLM(NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64,
-                                            patch_length=64, dropout=0.0))
+    return NotaGenForCausalLM(
+        NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64, patch_length=64, dropout=0.0)
+    )
 
 
 def test_tokenizer_prompt_is_a_prefix_and_decodes_back():
@@ -31,22 +32,25 @@ def test_tokenizer_prompt_is_a_prefix_and_decodes_back():
     prompt = tok(PROMPT)["input_ids"]
     full = tok(PROMPT + GOOD + EOS_CHAR)["input_ids"]
     # bos patch + the prompt lines patched one by one ("%Traditional, Irish\n" takes two patches)
-    assert len(prompt) == 16 * 5 and full[:len(prompt)] == prompt
+    assert len(prompt) == 16 * 5 and full[: len(prompt)] == prompt
     assert len(full) % 16 == 0 and full[-16:] == [1] + [2] * 15  # the eos patch closes a finished piece
     assert tok.decode(full) == PROMPT + GOOD
     # a bar becomes its own patch(es), padded after its eos char
-    body = tok(PROMPT + GOOD)["input_ids"][len(prompt):]
+    body = tok(PROMPT + GOOD)["input_ids"][len(prompt) :]
     assert PAD_ID in body and tok.decode(prompt + body) == PROMPT + GOOD
 
 
 def test_collator_takes_pad_chars_out_of_the_completion():
     tok = NotaGenTokenizer()
     p = tok(PROMPT)["input_ids"]
-    example = {"prompt_ids": p, "chosen_ids": tok(PROMPT + GOOD + EOS_CHAR)["input_ids"][len(p):],
-               "rejected_ids": tok(PROMPT + BAD + EOS_CHAR)["input_ids"][len(p):]}
+    example = {
+        "prompt_ids": p,
+        "chosen_ids": tok(PROMPT + GOOD + EOS_CHAR)["input_ids"][len(p) :],
+        "rejected_ids": tok(PROMPT + BAD + EOS_CHAR)["input_ids"][len(p) :],
+    }
     out = PatchPreferenceCollator(pad_token_id=PAD_ID)([example])
     ids, mask = out["input_ids"], out["completion_mask"]
-    assert (mask[:, :len(p)] == 0).all()
+    assert (mask[:, : len(p)] == 0).all()
     assert ((ids == PAD_ID) & (mask == 1)).sum() == 0
     assert mask[0].sum() == sum(1 for i in example["chosen_ids"] if i != PAD_ID)
 
@@ -56,14 +60,18 @@ def test_trl_completion_log_probs_equal_notagen_log_likelihood():
     tok = NotaGenTokenizer()
     p = tok(PROMPT)["input_ids"]
     trainer = NotaGenDPOTrainer(
-        model=model, args=training_args(DPORoundConfig(), "/tmp/unused", max_length=1024, seed=0), dpop_lambda=10.0,
+        model=model,
+        args=training_args(DPORoundConfig(), "/tmp/unused", max_length=1024, seed=0),
+        dpop_lambda=10.0,
         train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
-        processing_class=tok)
+        processing_class=tok,
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
     with torch.no_grad():
-        flat = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                             fused_lm_head=True).log_probs.sum(1)
+        flat = trainer.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
+        ).log_probs.sum(1)
         for row, text in enumerate([GOOD, BAD]):
             patches = torch.tensor(tok.patch_ids(PROMPT + text + EOS_CHAR))[None]
             hier = model.patch_log_probs(patches, first_scored_patch=len(p) // 16)
@@ -74,9 +82,13 @@ def test_dpop_trainer_loss_is_the_hand_computed_dpop_and_training_raises_the_mar
     model = tiny_model()
     rows = [{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}] * 4
     cfg = DPORoundConfig(loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=4, lr=1e-3)
-    trainer = NotaGenDPOTrainer(model=model, args=training_args(cfg, str(tmp_path), max_length=1024, seed=0),
-                                dpop_lambda=cfg.dpop_lambda, train_dataset=Dataset.from_list(rows),
-                                processing_class=NotaGenTokenizer())
+    trainer = NotaGenDPOTrainer(
+        model=model,
+        args=training_args(cfg, str(tmp_path), max_length=1024, seed=0),
+        dpop_lambda=cfg.dpop_lambda,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=NotaGenTokenizer(),
+    )
     # before any step the policy is the reference: DPOP = −log σ(0) = log 2, rewards 0 (up to float32 noise in
     # sums of ~150 char log-probs, which λ = 10 magnifies)
     first_batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
@@ -92,8 +104,14 @@ def test_dpop_trainer_loss_is_the_hand_computed_dpop_and_training_raises_the_mar
     last = logs[-1]
     ref_c = last["logps/chosen"] - last["rewards/chosen"] / 0.1
     ref_r = last["logps/rejected"] - last["rewards/rejected"] / 0.1
-    expected, _, _ = dpop_loss(torch.tensor([last["logps/chosen"]]), torch.tensor([last["logps/rejected"]]),
-                               torch.tensor([ref_c]), torch.tensor([ref_r]), 0.1, 10.0)
+    expected, _, _ = dpop_loss(
+        torch.tensor([last["logps/chosen"]]),
+        torch.tensor([last["logps/rejected"]]),
+        torch.tensor([ref_c]),
+        torch.tensor([ref_r]),
+        0.1,
+        10.0,
+    )
     assert last["loss"] == pytest.approx(float(expected), rel=0.05, abs=1e-3)
 
 
@@ -101,6 +119,10 @@ def test_trainer_rejects_dpop_mixed_with_other_losses():
     args = training_args(DPORoundConfig(), "/tmp/unused", max_length=1024, seed=0)
     args.loss_type = ["dpop", "sft"]
     with pytest.raises(ValueError, match="dpop cannot be combined"):
-        NotaGenDPOTrainer(model=tiny_model(), args=args, dpop_lambda=10.0,
-                          train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
-                          processing_class=NotaGenTokenizer())
+        NotaGenDPOTrainer(
+            model=tiny_model(),
+            args=args,
+            dpop_lambda=10.0,
+            train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
+            processing_class=NotaGenTokenizer(),
+        )
