@@ -14,7 +14,7 @@ import torch
 
 from base.corpus import manifest, split_rows
 from base.padding import pad_patches
-from evaluators.m3_patchilizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, M3Patchilizer
+from evaluators.m3_patchilizer import EOS_ID, MASK_ID, PAD_ID, M3Patchilizer
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,7 @@ class Batches:
         piece from its reordered self. So the crop's text is corrupted and re-encoded, with the bos / eos
         patches the crop had.
         """
-        size = self.patchilizer.patch_size
-        bos, eos = [BOS_ID] * size, [EOS_ID] * size
+        bos, eos = self.patchilizer.bos_patch, self.patchilizer.eos_patch
         text = self.patchilizer.decode(patches)
         out = self.patchilizer.encode(corruption(text, rng), special_patches=False)
         out = ([bos] if patches[0] == bos else []) + out + ([eos] if patches[-1] == eos else [])

@@ -20,14 +20,17 @@ from tqdm import tqdm
 
 from base import atomic
 from base.padding import pad_patches
-from evaluators.m3_patchilizer import PAD_ID, M3Patchilizer, feature_windows, preprocess
+from evaluators.m3_patchilizer import PAD_ID, PATCHING_VERSION, M3Patchilizer, feature_windows, preprocess
 from evaluators.model import ClampModel
 
 log = logging.getLogger(__name__)
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(preprocess(text).encode("utf-8")).hexdigest()
+def content_hash(text: str, family: str = "notagen") -> str:
+    """The cache key of a text: its preprocessed form (so prompt comment lines do not split the cache), with
+    the family and the patching version (so a change of either never serves old features)."""
+    key = f"{PATCHING_VERSION}:{family}:{preprocess(text, family)}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -91,7 +94,7 @@ class FeatureExtractor:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
-        self.patchilizer = M3Patchilizer(model.config.patch_size)
+        self.patchilizer = M3Patchilizer(model.config.patch_size, model.config.preprocess)
         self.patch_length = model.config.patch_length
         self.cache = cache or FeatureCache(None)
         if self.cache.path is not None:
@@ -114,7 +117,7 @@ class FeatureExtractor:
 
     def extract(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """(len(texts), projection_size) features, in order."""
-        keys = [content_hash(t) for t in texts]
+        keys = [content_hash(t, self.patchilizer.family) for t in texts]
         todo = sorted({k: i for i, k in enumerate(keys) if self.cache.get(k) is None}.items(), key=lambda kv: kv[1])
         found: dict[str, np.ndarray] = {}
         if todo:

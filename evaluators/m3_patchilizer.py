@@ -1,10 +1,17 @@
-"""CLaMP 2's M3 patching of (interleaved) ABC: one patch per header line, one per voice per bar.
+"""CLaMP's M3 patching of (interleaved) ABC: one patch per header line, one per voice per bar.
 
-The evaluator must see a piece exactly as CLaMP 2 does, or imported CLaMP 2 weights would score a
-different input than they were trained on. The facts matched here are in ../shared/reference/clamp2.md:
-unidecode, header/directive lines as whole patches, other lines split on barlines (a leading barline joins
-the first bar, text after the last barline is dropped, the line's newline goes on its last patch), patches
-of 64 ids = bos + chars + eos truncated and padded, whole bos/eos patches around the piece.
+The evaluator must see a piece exactly as the model it runs was trained to, or imported CLaMP 2 / CLaMP 3
+weights would score a different input. The rules (../shared/reference/clamp2.md, checked against
+sanderwood/clamp2 and clamp3 ``code/utils.py`` and NotaGen's ``clamp2/extract_clamp2.py``):
+
+* the text is first prepared the way the family's own feature extraction prepares it (``preprocess``),
+  then made ASCII (unidecode);
+* lines are cut after each ``\\n``; a header or directive line (``X:...``, ``%%...``) is one patch, any other
+  line is split on barlines (a leading barline joins the first bar, text after the last barline is dropped,
+  the line's last bar gets a ``\\n``);
+* a patch is bos + character codes + eos, cut to 64 ids and padded with 0;
+* a piece is framed by two special patches built the same way from ``chr(1) * 64`` and ``chr(2) * 64``:
+  the first is 64 × bos, the last is **bos followed by 63 × eos** (the 66-id string is cut to 64).
 """
 
 from __future__ import annotations
@@ -18,22 +25,33 @@ PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
 VOCAB_SIZE = 128
 PATCH_SIZE = 64
 PATCH_LENGTH = 512
+# Bump when the ids of a text change, so feature caches keyed by content never serve old ids
+# (2: the end patch is bos + 63 × eos, as upstream's; it was 64 × eos).
+PATCHING_VERSION = 2
 
 BARLINES = ("|:", "::", ":|", "[|", "||", "|]", "|")
 _BARLINE_RE = re.compile("(" + "|".join(re.escape(b) for b in BARLINES) + ")")
-_HEADER_RE = re.compile(r"^[A-Za-z]:")
+_LINES_RE = re.compile(r".*?\n|.*$")
+
+# How each family's feature extraction prepares a file before patching it.
+FAMILIES = {
+    "notagen": "lines starting with % (not %%) dropped: NotaGen's CLaMP 2 extraction for CLaMP-DPO, so the "
+    "%period / %composer / %instrumentation prompt lines never reach the feature",
+    "clamp2": "the text as it is: CLaMP 2's own extraction (code/extract_clamp2.py)",
+    "clamp3": "every 'L:1/8' line removed: CLaMP 3's patchilizer (code/utils.py) does it in training and "
+    "extraction alike",
+}
 
 
-def preprocess(text: str) -> str:
-    """The one cleaning step used for training and for feature extraction.
-
-    ASCII only (as CLaMP 2), and ``%`` comment lines dropped but ``%%`` directives kept (as NotaGen's
-    extraction): our training files carry the prompt as ``%period`` lines, which must not leak into the
-    music feature that is compared with the prompt's centroid. ``L:1/8`` is kept (CLaMP 2's extraction
-    keeps it; removing it only in training would make the two disagree).
-    """
-    lines = unidecode(text).splitlines(keepends=True)
-    return "".join(ln for ln in lines if not (ln.startswith("%") and not ln.startswith("%%")))
+def preprocess(text: str, family: str = "notagen") -> str:
+    """The text a family's extraction patchilizes: its own preparation (``FAMILIES``), then ASCII only."""
+    if family == "notagen":
+        text = "".join(ln for ln in _LINES_RE.findall(text) if not ln.startswith("%") or ln.startswith("%%"))
+    elif family == "clamp3":
+        text = text.replace("L:1/8\n", "")
+    elif family != "clamp2":
+        raise ValueError(f"unknown preprocessing family {family!r} (families: {', '.join(FAMILIES)})")
+    return unidecode(text)
 
 
 def split_bars(line: str) -> list[str]:
@@ -46,13 +64,17 @@ def split_bars(line: str) -> list[str]:
     return [parts[2 * i] + parts[2 * i + 1] for i in range(len(parts) // 2)]
 
 
+def _is_header(line: str) -> bool:
+    return len(line) > 1 and ((line[0].isalpha() and line[1] == ":") or line.startswith("%%"))
+
+
 def segments(text: str) -> list[str]:
     """The text of every patch of an already preprocessed piece (no special patches)."""
     out: list[str] = []
-    for line in text.splitlines(keepends=True):
+    for line in _LINES_RE.findall(text):
         if not line:
             continue
-        if len(line) > 1 and (_HEADER_RE.match(line) or line.startswith("%%")):
+        if _is_header(line):
             out.append(line)
             continue
         bars = split_bars(line)
@@ -63,6 +85,7 @@ def segments(text: str) -> list[str]:
 
 
 def segment_ids(segment: str, patch_size: int = PATCH_SIZE) -> list[int]:
+    """bos + character codes + eos, cut to ``patch_size`` ids and padded with 0."""
     ids = ([BOS_ID] + [ord(c) if ord(c) < VOCAB_SIZE else ord("?") for c in segment] + [EOS_ID])[:patch_size]
     return ids + [PAD_ID] * (patch_size - len(ids))
 
@@ -73,14 +96,27 @@ def patch_text(ids: list[int]) -> str:
 
 @dataclass(frozen=True)
 class M3Patchilizer:
-    """Text → (n, patch_size) ids, with the bos/eos patches CLaMP 2 adds around every piece."""
+    """Text → (n, patch_size) ids of one preprocessing family, framed by the two special patches."""
 
     patch_size: int = PATCH_SIZE
+    family: str = "notagen"
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown preprocessing family {self.family!r} (families: {', '.join(FAMILIES)})")
+
+    @property
+    def bos_patch(self) -> list[int]:
+        return segment_ids(chr(BOS_ID) * self.patch_size, self.patch_size)
+
+    @property
+    def eos_patch(self) -> list[int]:
+        return segment_ids(chr(EOS_ID) * self.patch_size, self.patch_size)
 
     def encode(self, text: str, special_patches: bool = True) -> list[list[int]]:
-        patches = [segment_ids(s, self.patch_size) for s in segments(preprocess(text))]
+        patches = [segment_ids(s, self.patch_size) for s in segments(preprocess(text, self.family))]
         if special_patches:
-            patches = [[BOS_ID] * self.patch_size] + patches + [[EOS_ID] * self.patch_size]
+            patches = [self.bos_patch] + patches + [self.eos_patch]
         return patches
 
     def decode(self, patches: list[list[int]]) -> str:

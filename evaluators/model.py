@@ -7,7 +7,7 @@ character-level BERT is trained instead. Each side is average-pooled over its ma
 contrastive loss is the CLIP one (L2-normalised features, learnable temperature).
 
 Parameter names follow CLaMP 2's modules (``patch_embedding``, ``base``) so that its checkpoints map by
-prefix (see evaluators/import_clamp2.py).
+prefix (see evaluators/import_clamp.py).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class ClampConfig(PretrainedConfig):
         patch_length: int = PATCH_LENGTH,
         text_length: int = TEXT_LENGTH,
         dropout: float = 0.1,
+        preprocess: str = "notagen",
         **kwargs,
     ):
         kwargs.setdefault("tie_word_embeddings", True)  # the char decoder's LM head is its embedding
@@ -55,6 +56,8 @@ class ClampConfig(PretrainedConfig):
         self.patch_length = patch_length
         self.text_length = text_length
         self.dropout = dropout
+        # how a text is prepared before patching (m3_patchilizer.FAMILIES): what the weights were trained on
+        self.preprocess = preprocess
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> ClampConfig:

@@ -210,14 +210,15 @@ def train_evaluator(
     out.mkdir(parents=True, exist_ok=True)
     train_pieces = load_pieces(corpus, "train", cfg.subset)
     held = load_pieces(corpus, "eval")
-    if len(train_pieces) < cfg.batch_size or len(held) < 2:
+    training = cfg.pretrain_steps + cfg.contrastive_steps > 0  # zero steps: only index the corpus
+    if (training and len(train_pieces) < cfg.batch_size) or len(held) < 2:
         raise ValueError(
             f"{corpus}: {len(train_pieces)} train / {len(held)} eval pieces are too few (batch_size {cfg.batch_size})"
         )
     device = pick_device(cfg.device)
     random.seed(cfg.seed), np.random.seed(cfg.seed)
     model = build_model(cfg).to(device)
-    patchilizer = M3Patchilizer(model.config.patch_size)
+    patchilizer = M3Patchilizer(model.config.patch_size, model.config.preprocess)
     train_b = Batches(train_pieces, patchilizer, cfg.train_patches, cfg.seed)
     held_b = Batches(held, patchilizer, cfg.train_patches, cfg.seed + 1)
     log.info(

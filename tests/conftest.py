@@ -329,3 +329,68 @@ def planned_samples(policy: Path, specs: list, max_patches: int = 48) -> list[st
     torch.set_num_threads(1)
     sampler = Sampler(NotaGenForCausalLM.from_pretrained(policy), SamplingConfig(max_patches=max_patches, batch_size=8))
     return [s.text for s in sampler.generate([list(s.lines) for s in specs], [s.seed for s in specs])]
+
+
+CLAMP_LAYOUT = {"hidden": 64, "layers": 2, "projection": 48}  # the small size of the CLaMP layouts below
+
+
+def bert(hidden: int, layers: int, positions: int):  # noqa: ANN201
+    """A BertModel as upstream builds them (vocab 1, heads hidden/64, FFN 4×), pooler included."""
+    from transformers import BertConfig, BertModel
+
+    return BertModel(
+        BertConfig(
+            vocab_size=1,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=max(1, hidden // 64),
+            intermediate_size=4 * hidden,
+            max_position_embeddings=positions,
+        )
+    )
+
+
+def patch_encoder():  # noqa: ANN201
+    """M3PatchEncoder's layout: patch_embedding (one-hot 64×128 → hidden) + base."""
+    import torch.nn as nn
+
+    enc = nn.Module()
+    enc.patch_embedding = nn.Linear(64 * 128, CLAMP_LAYOUT["hidden"])
+    enc.base = bert(CLAMP_LAYOUT["hidden"], CLAMP_LAYOUT["layers"], 512)
+    return enc
+
+
+def clamp_layout(music: str, extra: tuple[str, ...]):  # noqa: ANN201
+    """CLaMP 2 (music='music') or CLaMP 3 (music='symbolic', with an audio side): CLaMP2Model's / CLaMP3Model's
+    top-level names (sanderwood/clamp2 and clamp3 code/utils.py), with small sizes."""
+    import torch
+    import torch.nn as nn
+
+    proj = CLAMP_LAYOUT["projection"]
+    m = nn.Module()
+    setattr(m, f"{music}_model", patch_encoder())
+    setattr(m, f"{music}_proj", nn.Linear(CLAMP_LAYOUT["hidden"], proj))
+    m.text_model = bert(32, 1, 16)  # stands in for XLM-R: the importer must leave the text side out
+    m.text_proj = nn.Linear(32, proj)
+    if "audio" in extra:
+        m.audio_model = bert(32, 1, 16)
+        m.audio_proj = nn.Linear(32, proj)
+    torch.manual_seed(0)
+    for p in m.parameters():  # non-trivial biases / norms, so a wrong mapping shows in the features
+        p.data.add_(torch.randn_like(p) * 0.02)
+    return m.eval()
+
+
+def m3_layout():  # noqa: ANN201
+    """M3Model's names: encoder (M3PatchEncoder) and decoder.base (a GPT-2 LM head model over 64 chars)."""
+    import torch.nn as nn
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    h = CLAMP_LAYOUT["hidden"]
+    m = nn.Module()
+    m.encoder = patch_encoder()
+    m.decoder = nn.Module()
+    m.decoder.base = GPT2LMHeadModel(
+        GPT2Config(vocab_size=128, n_positions=64, n_embd=h, n_layer=1, n_head=1, n_inner=4 * h)
+    )
+    return m

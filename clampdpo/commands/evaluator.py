@@ -128,10 +128,15 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from evaluators.import_clamp2 import import_clamp2
+    from evaluators.import_clamp import FAMILIES, import_checkpoint
 
-    path = import_clamp2(args.m3, args.clamp2, args.out_dir)
-    sys.stdout.write(f"imported to {path}; next: clampdpo evaluator index {args.out_dir}\n")
+    r = import_checkpoint(args.checkpoint, args.out_dir, args.family, args.m3, args.preprocess)
+    sys.stdout.write(
+        f"imported {FAMILIES[r.family].name}{' ' + r.variant if r.variant else ''} "
+        f"({r.layers} layers, hidden {r.hidden_size}, epoch {r.epoch}, preprocessing {r.preprocess}) "
+        f"to {r.out_dir}\nnext: clampdpo evaluator index {args.out_dir} (ground-truth features of "
+        f"your corpus)\n"
+    )
     return 0
 
 
@@ -170,7 +175,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         "index",
         help="compute ground-truth features and the report for an existing model",
         description="For an evaluator folder that has model/ but no reference.npz (e.g. after "
-        "import-clamp2): extract the corpus's features, write reference.npz and report.json.",
+        "import): extract the corpus's features, write reference.npz and report.json.",
     )
     ix.add_argument("dir", help="evaluator folder")
     ix.add_argument("--corpus", help="corpus folder (default: data.out_dir, built if missing)")
@@ -212,13 +217,32 @@ def register(groups: argparse._SubParsersAction) -> None:
     sc.set_defaults(func=_score)
 
     im = sub.add_parser(
-        "import-clamp2",
-        help="import the published M3 and CLaMP 2 weights (music side)",
-        description="Map M3's char decoder and CLaMP 2's music encoder and projection into "
-        "an evaluator folder (shapes checked, weights_only). CLaMP 2's text side is XLM-R and is "
-        "not imported; the CLaMP score uses the music side only. Then run `evaluator index`.",
+        "import",
+        help="import published CLaMP 2, CLaMP 3 or M3 weights (music side)",
+        description="Read a published checkpoint ({'model': state_dict, ...}, weights_only), tell its family by "
+        "its names (CLaMP 2: music_model.*; CLaMP 3: symbolic_model.*; M3: encoder.* + decoder.*), check every "
+        "name and shape, and write an evaluator folder. The text side (XLM-R) and CLaMP 3's audio side are "
+        "not imported: the CLaMP score uses the music side only. Then run `evaluator index`.",
     )
-    im.add_argument("m3", help="weights_m3_p_size_64_p_length_512_..._mask_0.45.pth")
-    im.add_argument("clamp2", help="weights_clamp2_h_size_768_..._m3_True.pth")
+    im.add_argument(
+        "checkpoint", help="e.g. weights_clamp2_h_size_768_..._m3_True.pth or weights_clamp3_c2_..._p_length_512.pth"
+    )
     im.add_argument("out_dir", help="evaluator folder to write")
+    im.add_argument(
+        "--family",
+        default="auto",
+        choices=["auto", "clamp2", "clamp3", "m3"],
+        help="the checkpoint's family (default: told by its parameter names; a mismatch is an error)",
+    )
+    im.add_argument(
+        "--m3",
+        metavar="M3.pth",
+        help="an M3 checkpoint whose char decoder to take too (only needed to continue masked-patch training)",
+    )
+    im.add_argument(
+        "--preprocess",
+        choices=["notagen", "clamp2", "clamp3"],
+        help="how texts are prepared before patching (default: as the family's own extraction; "
+        "'notagen' drops %% comment lines, as NotaGen's CLaMP-DPO extraction does)",
+    )
     im.set_defaults(func=_import)

@@ -267,3 +267,44 @@ def test_commands_that_only_read_files_import_no_torch_or_ray(tmp_path: Path):
     assert res.returncode == 0, res.stderr
     assert "1/21 stages done" in res.stdout and "corpus" in res.stdout  # 5 set-up + round 0 + 3 × 5
     assert "HEAVY []" in res.stdout
+
+
+def test_import_clamp2_index_it_on_a_corpus_and_score(tmp_path: Path):
+    import torch
+
+    from tests.conftest import clamp_layout, two_style_corpus
+
+    two_style_corpus(tmp_path / "corpus", n=6)
+    torch.save({"model": clamp_layout("music", ()).state_dict(), "epoch": 3}, tmp_path / "weights_clamp2.pth")
+    res = clampdpo("evaluator", "import", str(tmp_path / "weights_clamp2.pth"), str(tmp_path / "c2"))
+    assert res.returncode == 0, res.stderr
+    assert "imported CLaMP 2 (2 layers, hidden 64, epoch 3, preprocessing clamp2)" in res.stdout
+    res = clampdpo(
+        "evaluator",
+        "index",
+        str(tmp_path / "c2"),
+        "--corpus",
+        str(tmp_path / "corpus"),
+        "-c",
+        "tiny",
+        "--set",
+        "evaluator.min_prompt_pieces=2",
+    )
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "c2" / "reference.npz").is_file() and "indexed" in res.stdout
+    res = clampdpo(
+        "evaluator",
+        "score",
+        str(tmp_path / "corpus" / "interleaved"),
+        "--evaluator",
+        str(tmp_path / "c2"),
+        "--prompt",
+        "Folk_Traditional, Irish_Solo melody",
+        "--no-guards",
+    )
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 12
+    # a NotaGen checkpoint given to the evaluator importer: one line that says what it is, exit 1
+    torch.save({"model": {"patch_level_decoder.patch_embedding.weight": torch.zeros(2, 2)}}, tmp_path / "ng.pth")
+    res = clampdpo("evaluator", "import", str(tmp_path / "ng.pth"), str(tmp_path / "x"))
+    assert res.returncode == 1 and "model import-notagen" in res.stderr and "Traceback" not in res.stderr
