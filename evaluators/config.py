@@ -44,6 +44,12 @@ class EvaluatorConfig:
     init_from: Optional[str] = option(
         None, help="Start from this evaluator folder (e.g. imported CLaMP 2 weights) instead of random weights."
     )
+    preprocess: str = option(
+        "notagen",
+        help="How a text is prepared before M3 patching (evaluators/m3_patchilizer.py FAMILIES): notagen "
+        "(prompt comment lines dropped), notagen-meter (and each bar's length relative to the meter spelled "
+        "out), clamp2, clamp3. Stored with the model; an imported model keeps its own.",
+    )
     subset: str = option(
         "all",
         help="Train pieces used: all, or the even / odd half by id hash. An evaluator "
@@ -57,7 +63,11 @@ class EvaluatorConfig:
     mask_ratio: float = option(0.45, help="Share of patches rebuilt in masked-patch pre-training (CLaMP 2: 0.45).")
     pretrain_steps: int = option(300, help="Masked-patch pre-training steps (0 skips it).")
     contrastive_steps: int = option(300, help="Contrastive text-music steps (0 skips it).")
-    max_minutes: Optional[float] = option(None, help="Time budget for both phases, split by their step counts.")
+    max_minutes: Optional[float] = option(
+        None,
+        help="Opt-in cap on both phases (split by their step counts); a cut warns, and the evaluator then "
+        "depends on the machine's speed. None: run the step counts.",
+    )
     batch_size: int = option(16, help="Pieces per step (the contrastive batch is also the negatives).")
     lr: float = option(1e-3, help="Peak AdamW learning rate of masked-patch pre-training (CLaMP 2's M3: 1e-4).")
     contrastive_lr: float = option(
@@ -77,6 +87,13 @@ class EvaluatorConfig:
         "depends on the notes and not only on the header (not in CLaMP 2): "
         "jitter_notes, permute_bars, swap_voices; [] turns it off.",
     )
+    centroid_margin: float = option(
+        0.0,
+        help="Train the score itself: a piece must score (cosine to its prompt's centroid, centred when "
+        "center_features is on) at least this much above its hard negative (evaluators/centroid_margin.py); "
+        "0 turns it off. Needs hard_negatives.",
+    )
+    centroid_margin_weight: float = option(1.0, help="Weight of the centroid margin loss beside the contrastive loss.")
     eval_every: int = option(100, help="Evaluate held-out losses every this many steps of each phase.")
     log_every: int = option(10, help="Log training metrics every this many steps.")
     feature_batch_size: int = option(16, help="Windows per batch in feature extraction.")
@@ -102,6 +119,11 @@ class EvaluatorConfig:
 
     def __post_init__(self) -> None:
         check(self.size in SIZES, "size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
+        from evaluators.m3_patchilizer import FAMILIES
+
+        check(
+            self.preprocess in FAMILIES, "preprocess", f"must be one of {', '.join(FAMILIES)}, got {self.preprocess!r}"
+        )
         check(self.subset in SUBSETS, "subset", f"must be one of {', '.join(SUBSETS)}, got {self.subset!r}")
         check(0 < self.mask_ratio < 1, "mask_ratio", f"must be in (0, 1), got {self.mask_ratio}")
         check(8 <= self.train_patches <= 512, "train_patches", f"must be in [8, 512], got {self.train_patches}")
@@ -115,6 +137,12 @@ class EvaluatorConfig:
             not unknown,
             "hard_negatives",
             f"unknown corruption(s) {unknown}; choose from {', '.join(TRAINING_CORRUPTIONS)}",
+        )
+        check(0 <= self.centroid_margin <= 2, "centroid_margin", f"must be in [0, 2], got {self.centroid_margin}")
+        check(
+            self.centroid_margin == 0 or bool(self.hard_negatives),
+            "centroid_margin",
+            "needs hard_negatives (the corrupted copies it separates from real pieces)",
         )
         check(self.contrastive_lr > 0, "contrastive_lr", f"must be > 0, got {self.contrastive_lr}")
         check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")

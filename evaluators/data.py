@@ -146,9 +146,9 @@ class Batches:
 
     def paired(
         self, step: int, batch_size: int, text_dropout: bool, hard_negatives: list[str] | tuple = ()
-    ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """(texts, patches, mask, negatives): ``negatives`` is (patches, mask) of one corrupted copy per
-        piece (a training corruption, cropped like its piece) or None."""
+    ) -> tuple[list[str], torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None, list[str]]:
+        """(texts, patches, mask, negatives, prompts): ``negatives`` is (patches, mask) of one corrupted copy
+        per piece (a training corruption, cropped like its piece) or None; ``prompts`` the pieces' prompts."""
         from evaluators.corrupt import TRAINING_CORRUPTIONS
 
         rng, idx = self._pick(step, batch_size)
@@ -160,7 +160,7 @@ class Batches:
             kinds = [TRAINING_CORRUPTIONS[k] for k in hard_negatives]
             bad = [self.corrupt_crop(p, rng.choice(kinds), rng) for p in patches]
             negatives = pad_patches(bad, self.patchilizer.patch_size, PAD_ID)
-        return texts, ids, mask, negatives
+        return texts, ids, mask, negatives, [self.pieces[i].prompt for i in idx]
 
     def corrupt_crop(
         self, patches: list[list[int]], corruption: Callable[[str, random.Random], str], rng: random.Random

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from base import atomic
+from base.abc.interleave import InterleaveError, deinterleave
 from evaluators import guards
 from evaluators.config import PLAGIARISM_THRESHOLD, EvaluatorConfig
 from evaluators.features import FeatureCache, FeatureExtractor
@@ -92,15 +93,23 @@ class ScoreRecord:
     prompt: str
     clamp_score: float  # cosine to the prompt's centroid (nan when the prompt has no ground truth)
     clamp_score_global: float  # cosine to the centroid of all ground truth
-    valid: bool
-    parses: bool
-    aligned: bool
-    invalid_reason: str
-    plagiarism: bool
-    max_feature_cosine: float
-    max_text_similarity: float
-    pitch_class_entropy: float
+    valid: bool = False  # parses (abc2xml → music21) and its bars are aligned across voices: NotaGen's check
+    parses: bool = False
+    aligned: bool = False
+    invalid_reason: str = ""
+    plagiarism: bool = False
+    max_feature_cosine: float = math.nan
+    max_text_similarity: float = math.nan
+    pitch_class_entropy: float = math.nan
+    meter_bars: int = 0  # voice-bars checked against the meter (evaluators/meter.py)
+    meter_full: int = 0  # of those, the bars that fill it
+    parses_abc: bool | None = None  # music21's own ABC reader reads it (None: not checked)
+    stats: dict[str, list[int]] | None = None  # note histograms (evaluators/music_stats.py), when it parses
     feature: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def meter_fill(self) -> float:
+        return self.meter_full / self.meter_bars if self.meter_bars else math.nan
 
     def to_dict(self, with_feature: bool = False) -> dict:
         out = asdict(self)
@@ -116,7 +125,7 @@ class Evaluator:
         self,
         extractor: FeatureExtractor,
         reference: Reference,
-        splits: tuple[str, ...] = ("train", "eval"),
+        splits: tuple[str, ...] = ("train",),
         plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD,
         center: bool = False,
     ):
@@ -142,7 +151,7 @@ class Evaluator:
         path: str | Path,
         device: str | None = None,
         batch_size: int = 16,
-        splits: tuple[str, ...] = ("train", "eval"),
+        splits: tuple[str, ...] = ("train",),
         plagiarism_cosine: float | None = PLAGIARISM_THRESHOLD,
         center: bool = False,
     ) -> Evaluator:
@@ -202,9 +211,12 @@ class Evaluator:
         guards_on: bool = True,
         with_features: bool = False,
         progress: bool = False,
+        music21_abc: bool = False,
     ) -> list[ScoreRecord]:
         """One record per (interleaved ABC, prompt): CLaMP score and, with ``guards_on``, validity,
-        plagiarism and pitch-class entropy. A missing or empty text scores nan and is invalid."""
+        plagiarism, pitch-class entropy, meter fill and note statistics; with ``music21_abc`` also whether
+        music21's own ABC reader reads it (a tenth of a second a piece). A missing or empty text scores nan
+        and is invalid."""
         if len(abc_texts) != len(prompts):
             raise ValueError(f"{len(abc_texts)} texts but {len(prompts)} prompts")
         texts = [t or "" for t in abc_texts]
@@ -213,7 +225,6 @@ class Evaluator:
         feats = np.full((len(texts), self.extractor.model.config.projection_size), np.nan, dtype=np.float32)
         if readable:
             feats[readable] = self.features([texts[i] for i in readable], progress)
-        ref_feats = self.reference.features
         records = []
         for i, (text, prompt) in enumerate(zip(texts, prompts)):
             f = feats[i]
@@ -222,41 +233,48 @@ class Evaluator:
             score = float(cosine(f[None], centroid)[0]) if ok and centroid is not None else math.nan
             # centred features have a zero global mean: there is no global score then
             global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok and self.offset is None else math.nan
-            rec = ScoreRecord(
-                prompt,
-                score,
-                global_score,
-                False,
-                False,
-                False,
-                "",
-                False,
-                math.nan,
-                math.nan,
-                math.nan,
-                f.tolist() if with_features else [],
-            )
+            rec = ScoreRecord(prompt, score, global_score, feature=f.tolist() if with_features else [])
             if guards_on and ok:
-                v = check_validity(text)
-                rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
-                keep = self._rows_of.get(prompt, [])
-                [plag] = guards.plagiarism(
-                    [text],
-                    f[None],
-                    self.reference_texts(prompt),
-                    ref_feats[keep] if keep else np.zeros((0, feats.shape[1])),
-                    feature_threshold=self.plagiarism_cosine,
-                )
-                rec.plagiarism, rec.max_feature_cosine, rec.max_text_similarity = (
-                    plag.plagiarism,
-                    plag.max_feature_cosine,
-                    plag.max_text_similarity,
-                )
-                rec.pitch_class_entropy = guards.pitch_class_entropy(text, v.score) if v.parses else math.nan
+                self._guard(rec, text, f, music21_abc)
             elif not ok:
                 rec.invalid_reason = "empty piece"
             records.append(rec)
         return records
+
+    def _guard(self, rec: ScoreRecord, text: str, feature: np.ndarray, music21_abc: bool) -> None:
+        """The checks of one readable piece that are not the reward."""
+        from evaluators.meter import meter_fill
+        from evaluators.music_stats import note_stats, parses_with_music21_abc
+
+        v = check_validity(text)
+        rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
+        keep = self._rows_of.get(rec.prompt, [])
+        ref = self.reference.features[keep] if keep else np.zeros((0, len(feature)))
+        [plag] = guards.plagiarism(
+            [text], feature[None], self.reference_texts(rec.prompt), ref, feature_threshold=self.plagiarism_cosine
+        )
+        rec.plagiarism, rec.max_feature_cosine, rec.max_text_similarity = (
+            plag.plagiarism,
+            plag.max_feature_cosine,
+            plag.max_text_similarity,
+        )
+        if v.parses:
+            rec.pitch_class_entropy = guards.pitch_class_entropy(text, v.score)
+            try:
+                rec.stats = note_stats(v.score)
+            except Exception:  # an odd score object: no statistics for this piece
+                rec.stats = None
+        try:
+            fill = meter_fill(text)
+            rec.meter_bars, rec.meter_full = fill.bars, fill.full
+        except Exception as err:  # generated text can hold anything: a guard that cannot read it counts nothing
+            log.debug("meter fill of a %s piece: %s", rec.prompt, err)
+        if music21_abc:
+            try:
+                standard = "".join(deinterleave(text.splitlines(keepends=True)))
+                rec.parses_abc = parses_with_music21_abc(standard)[0]
+            except InterleaveError:
+                rec.parses_abc = False
 
     def set_metrics(self, features: np.ndarray, prompts: list[str]) -> dict[str, float]:
         """Diversity and Fréchet distance of a set of samples (``guards.set_metrics``)."""

@@ -40,18 +40,41 @@ FAMILIES = {
     "clamp2": "the text as it is: CLaMP 2's own extraction (code/extract_clamp2.py)",
     "clamp3": "every 'L:1/8' line removed: CLaMP 3's patchilizer (code/utils.py) does it in training and "
     "extraction alike",
+    "notagen-meter": "as notagen, and each voice-bar's length as a share of the meter written after its voice "
+    "label ([V:1]$1$ when it fills the meter, $7/8$ when it is an eighth short): a bar's length is a sum over "
+    "its notes that a linear patch embedding cannot read, so an evaluator of ours gets it spelled out",
 }
+_MARK = re.compile(r"(\[V:[^\]]+\])\$[^$\n]*\$")
 
 
 def preprocess(text: str, family: str = "notagen") -> str:
     """The text a family's extraction patchilizes: its own preparation (``FAMILIES``), then ASCII only."""
-    if family == "notagen":
+    if family not in FAMILIES:
+        raise ValueError(f"unknown preprocessing family {family!r} (families: {', '.join(FAMILIES)})")
+    if family in ("notagen", "notagen-meter"):
         text = "".join(ln for ln in _LINES_RE.findall(text) if not ln.startswith("%") or ln.startswith("%%"))
+    if family == "notagen-meter":
+        text = _mark_bar_lengths(_MARK.sub(r"\1", text))
     elif family == "clamp3":
         text = text.replace("L:1/8\n", "")
-    elif family != "clamp2":
-        raise ValueError(f"unknown preprocessing family {family!r} (families: {', '.join(FAMILIES)})")
     return unidecode(text)
+
+
+def _mark_bar_lengths(text: str) -> str:
+    """``[V:1]abc|`` → ``[V:1]$3/4$abc|``: each voice-bar's length as a share of the meter (``?``: unreadable)."""
+    from evaluators.meter import bar_ratios
+
+    ratios = iter(bar_ratios(text))
+    out = []
+    for line in _LINES_RE.findall(text):
+        if line.startswith("[V:"):
+            marks = [("?" if ratio is None else str(ratio)) for _, ratio in next(ratios, [])]
+            labels = list(re.finditer(r"\[V:[^\]]+\]", line))
+            if len(labels) == len(marks):  # (a voice in free meter has no length: the line stays as it is)
+                for m, mark in reversed(list(zip(labels, marks))):
+                    line = line[: m.end()] + f"${mark}$" + line[m.end() :]
+        out.append(line)
+    return "".join(out)
 
 
 def split_bars(line: str) -> list[str]:

@@ -163,6 +163,8 @@ class ContrastiveOutput:
     loss: torch.Tensor
     logits_per_text: torch.Tensor
     text_to_music_accuracy: torch.Tensor
+    music: torch.Tensor  # the pieces' projected features, before normalisation (what scores are made of)
+    negative_music: torch.Tensor | None = None  # the same for the hard negatives
 
 
 class ClampModel(PreTrainedModel):
@@ -234,14 +236,17 @@ class ClampModel(PreTrainedModel):
         only enter the text→music direction, as hard negatives.
         """
         t = F.normalize(self.text_features(text_ids, text_mask), dim=-1)
-        m = F.normalize(self.music_features(patches, patch_mask), dim=-1)
+        raw = self.music_features(patches, patch_mask)
+        m = F.normalize(raw, dim=-1)
+        raw_negatives = None
         scale = self.logit_scale.clamp(max=math.log(100)).exp()
         logits = scale * t @ m.t()
         same = (text_ids[:, None, :] == text_ids[None, :, :]).all(-1).float()
         target = same / same.sum(1, keepdim=True)
         text_logits = logits
         if negatives is not None:
-            n = F.normalize(self.music_features(*negatives), dim=-1)
+            raw_negatives = self.music_features(*negatives)
+            n = F.normalize(raw_negatives, dim=-1)
             text_logits = torch.cat([logits, scale * t @ n.t()], dim=1)
             target = torch.cat([target, torch.zeros(len(t), len(n), device=target.device)], dim=1)
         loss = 0.5 * (
@@ -250,7 +255,7 @@ class ClampModel(PreTrainedModel):
         )
         best = text_logits.argmax(1, keepdim=True)
         accuracy = (target.gather(1, best) > 0).float().mean()
-        return ContrastiveOutput(loss=loss, logits_per_text=text_logits, text_to_music_accuracy=accuracy)
+        return ContrastiveOutput(loss, text_logits, accuracy, raw, raw_negatives)
 
 
 def text_ids(texts: list[str], length: int = TEXT_LENGTH) -> tuple[torch.Tensor, torch.Tensor]:

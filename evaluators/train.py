@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from base import atomic
+from evaluators.centroid_margin import CentroidMargin
 from evaluators.config import EvaluatorConfig
 from evaluators.data import Batches, Piece, load_pieces
 from evaluators.evaluator import Reference
@@ -45,7 +46,7 @@ def build_model(cfg: EvaluatorConfig) -> ClampModel:
         path = Path(cfg.init_from)
         return ClampModel.from_pretrained(path / "model" if (path / "model").is_dir() else path)
     torch.manual_seed(cfg.seed)
-    return ClampModel(ClampConfig.from_size(cfg.size, dropout=cfg.dropout))
+    return ClampModel(ClampConfig.from_size(cfg.size, dropout=cfg.dropout, preprocess=cfg.preprocess))
 
 
 class _Phase:
@@ -134,17 +135,23 @@ def contrastive(
 ) -> int:
     params = [p for n, p in model.named_parameters() if not n.startswith("music_decoder.")]
     phase = _Phase(model, cfg, params, cfg.contrastive_steps, seconds, cfg.contrastive_lr)
+    margin = CentroidMargin(cfg.centroid_margin, cfg.center_features) if cfg.centroid_margin > 0 else None
     bar = tqdm(range(cfg.contrastive_steps), desc="evaluator contrastive", unit="step")
     done = 0
     for step in bar:
         model.train()
-        texts, ids, mask, negatives = train.paired(step, cfg.batch_size, cfg.text_dropout, cfg.hard_negatives)
+        texts, ids, mask, negatives, prompts = train.paired(step, cfg.batch_size, cfg.text_dropout, cfg.hard_negatives)
         t_ids, t_mask = text_ids(texts, model.config.text_length)
         if negatives is not None:
             negatives = tuple(x.to(device) for x in negatives)
         with _autocast(device):
             out = model.contrastive(t_ids.to(device), t_mask.to(device), ids.to(device), mask.to(device), negatives)
-        phase.step(out.loss, step)
+        loss, gap = out.loss, None
+        if margin is not None and out.negative_music is not None:
+            margin.update(out.music, prompts)  # first, so every prompt of the batch has a centroid
+            gap = margin.loss(out.music.float(), out.negative_music.float(), prompts)
+            loss = loss + cfg.centroid_margin_weight * gap
+        phase.step(loss, step)
         done = step + 1
         bar.set_postfix(loss=f"{out.loss.item():.3f}")
         if done % cfg.log_every == 0:
@@ -153,6 +160,7 @@ def contrastive(
                     "contrastive/loss": out.loss.item(),
                     "contrastive/accuracy": out.text_to_music_accuracy.item(),
                     "contrastive/temperature": float(1 / model.logit_scale.detach().exp()),
+                    **({"contrastive/centroid_margin_loss": gap.item()} if gap is not None else {}),
                 },
                 offset + done,
             )
@@ -160,7 +168,7 @@ def contrastive(
         if done % cfg.eval_every == 0 or last:
             model.eval()
             with torch.no_grad():
-                texts, ids, mask, _ = held.paired(10_000, cfg.batch_size, False)
+                texts, ids, mask, _, _ = held.paired(10_000, cfg.batch_size, False)
                 t_ids, t_mask = text_ids(texts, model.config.text_length)
                 ev = model.contrastive(t_ids.to(device), t_mask.to(device), ids.to(device), mask.to(device))
             log_metrics(
@@ -259,6 +267,16 @@ def train_evaluator(
             else 0
         )
         minutes = (time.monotonic() - start) / 60
+        if (done_pre, done_con) != (cfg.pretrain_steps, cfg.contrastive_steps):
+            log.warning(
+                "evaluator.max_minutes (%.1f min) cut training at %d of %d masked-patch and %d of %d "
+                "contrastive steps: this evaluator depends on the machine's speed",
+                cfg.max_minutes,
+                done_pre,
+                cfg.pretrain_steps,
+                done_con,
+                cfg.contrastive_steps,
+            )
 
         model.eval()
         atomic.write_dir(out / "model", model.save_pretrained)

@@ -116,13 +116,16 @@ class ScorerActor:
         self.evaluator = Evaluator.for_config(spec.evaluator_dir, spec.evaluator, device)
         self.judge = Evaluator.for_config(spec.judge_dir, spec.judge, device) if spec.judge_dir and spec.judge else None
 
-    def score(self, rows: list[dict]) -> list[dict]:
+    def score(self, unit: dict) -> list[dict]:
+        """Score a unit's ``rows`` (id, prompt, seed, interleaved, finished); ``music21_abc`` also checks each
+        piece with music21's own ABC reader."""
         from pipelines.dpo.pairs import staves_grouped
 
+        rows = unit["rows"]
         texts = [r.get("interleaved") or "" for r in rows]
         prompts = [r["prompt"] for r in rows]
         start = time.perf_counter()
-        records = self.evaluator.score(texts, prompts, with_features=True)
+        records = self.evaluator.score(texts, prompts, with_features=True, music21_abc=unit.get("music21_abc", False))
         judged = self.judge.score(texts, prompts, guards_on=False) if self.judge else [None] * len(rows)
         seconds = time.perf_counter() - start
         out = []
@@ -131,6 +134,7 @@ class ScorerActor:
             d.update(
                 {
                     "id": row["id"],
+                    "seed": row.get("seed"),
                     "judge_score": jud.clamp_score if jud else float("nan"),
                     "staves_grouped": staves_grouped(row.get("interleaved") or ""),
                     "finished": row["finished"],

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class Campaign:
     """One campaign folder: its config, its MLflow runs, and the stages that fill it."""
 
-    def __init__(self, project: ProjectConfig, config_name: str = ""):
+    def __init__(self, project: ProjectConfig, config_name: str = "", rebuild: bool = False):
         from base.tracking import tracking_uri
         from orchestration.campaign_tracking import CampaignTracker
 
@@ -73,6 +73,7 @@ class Campaign:
         self.judge_dir: str | None = None
         self.prompts = plan.Prompts([], [])
         self._pools: dict[str, Any] = {}  # actor pools, kept from their first stage to the campaign's end
+        self.rebuild = rebuild  # train the set-up stages again instead of taking them from campaign.cache_dir
 
     def _identity(self, config: dict[str, Any], config_name: str) -> dict[str, Any]:
         """The folder's saved state; a folder holding a campaign with another config is refused."""
@@ -103,6 +104,7 @@ class Campaign:
             self.stage("prompts", self.choose_prompts)
             self.prompts = plan.Prompts.from_dict(json.loads(self.layout.prompts_file.read_text()))
             ensure_ray(self.project.cluster.ray_address)
+            self.stage("real", self.score_real)
             self.stage("round-00/eval", self.evaluate, 0)
             for k in range(1, self.cfg.rounds + 1):
                 r = f"round-{k:02d}"
@@ -138,22 +140,44 @@ class Campaign:
 
         return {"corpus": str(ensure_corpus(self.project.data).resolve())}
 
+    def _cached(self, kind: str, config: dict[str, Any]) -> tuple[str, Path | None]:
+        """The cache key of a set-up stage's result and its cached folder, if any (``campaign.cache_dir``)."""
+        from pipelines.campaign.stage_cache import corpus_fingerprint, lookup, stage_key
+
+        key = stage_key(kind, corpus_fingerprint(self.corpus), config)
+        if not self.cfg.cache_dir or self.rebuild:
+            return key, None
+        return key, lookup(self.cfg.cache_dir, key)
+
     def train_policy(self) -> dict[str, Any]:
         if self.cfg.policy_from:
             from models.config import load_model
 
             load_model(self.cfg.policy_from)  # fail now, with the loader's message, not in an actor
             return {"policy": str(Path(self.cfg.policy_from).resolve()), "trained": False}
+        p = self.project
+        key, hit = self._cached(
+            "policy",
+            {"model": to_dict(p.model), "train": to_dict(p.train), "cluster": {"num_workers": p.cluster.num_workers}},
+        )
+        if hit is not None:
+            log.info("policy: trained before on this corpus with this config (%s)", hit)
+            return {
+                "policy": str(hit / "model"),
+                "trained": False,
+                "cache": str(hit),
+                **json.loads((hit / "cache.json").read_text())["metrics"],
+            }
         from orchestration.ray_train import run_sft
 
         result = run_sft(self.project, self.state.get("config_name", ""))
         self.tracker.adopt(self.parent, result.run_id)
-        return {
-            "policy": str(result.model_dir),
-            "trained": True,
-            "eval/bpc": result.summary.get("eval/bpc"),
-            "baseline/unigram_bpc": result.baseline_bpc,
-        }
+        metrics = {"eval/bpc": result.summary.get("eval/bpc"), "baseline/unigram_bpc": result.baseline_bpc}
+        if self.cfg.cache_dir:
+            from pipelines.campaign.stage_cache import store
+
+            store(self.cfg.cache_dir, key, result.out_dir, ["model", "sft_summary.json"], {"metrics": metrics})
+        return {"policy": str(result.model_dir), "trained": True, **metrics}
 
     def train_evaluator(self, section: str) -> dict[str, Any]:
         given = self.cfg.evaluator_from if section == "evaluator" else self.cfg.judge_from
@@ -162,9 +186,18 @@ class Campaign:
 
             Evaluator.load(given)  # fail now, with the loader's message
             return {"dir": str(Path(given).resolve()), "trained": False}
+        cfg = getattr(self.project, section)
+        key, hit = self._cached(section, to_dict(cfg))
+        if hit is not None:
+            log.info("%s: trained before on this corpus with this config (%s)", section, hit)
+            return {
+                "dir": str(hit),
+                "trained": False,
+                "cache": str(hit),
+                **json.loads((hit / "report.json").read_text()),
+            }
         from evaluators.train import train_evaluator
 
-        cfg = getattr(self.project, section)
         result = train_evaluator(
             cfg,
             self.corpus,
@@ -173,6 +206,10 @@ class Campaign:
             {section: to_dict(cfg), "data": to_dict(self.project.data)},
         )
         self.tracker.adopt(self.parent, result.run_id)
+        if self.cfg.cache_dir:
+            from pipelines.campaign.stage_cache import store
+
+            store(self.cfg.cache_dir, key, result.out_dir, ["model", "reference.npz", "report.json"], {})
         return {
             "dir": str(result.out_dir.resolve()),
             "trained": True,
@@ -259,22 +296,53 @@ class Campaign:
         summary = run_dpo(self.project, job, self.layout.root / "ray")
         return {key: v for key, v in summary.items() if isinstance(v, (int, float))}
 
-    def evaluate(self, k: int) -> dict[str, Any]:
-        """Sample the held-out prompts with policy k (the same seeds every round), score, report."""
-        from evaluators.evaluator import Reference
-        from pipelines.campaign.metrics import eval_metrics, per_prompt, training_metrics
+    def score_real(self) -> dict[str, Any]:
+        """The real held-out pieces (the corpus's eval split) of every evaluated prompt, scored as samples are:
+        the level a policy's samples are measured against, every round."""
+        from base.corpus import split_rows
 
-        specs = plan.eval_samples(self.prompts.heldout, k, self.cfg.eval_samples_per_prompt, self.cfg.seed)
+        keys = {p.key for p in self.prompts.heldout + self.evaluated_train}
+        rows = [
+            {
+                "id": r["id"],
+                "prompt": r["prompt"],
+                "seed": None,
+                "finished": True,
+                "interleaved": (self.corpus / "interleaved" / f"{r['id']}.abc").read_text(encoding="utf-8"),
+            }
+            for r in split_rows(self.corpus, "eval")
+            if r["prompt"] in keys
+        ]
+        atomic.write_jsonl(self.layout.real / SAMPLES_FILE, rows)
+        return self._score(self.layout.real, self.layout.real, music21_abc=True)
+
+    @property
+    def evaluated_train(self) -> list[plan.PromptSpec]:
+        """The training prompts every round is evaluated on (with seeds the candidates never use)."""
+        return self.prompts.train if self.cfg.eval_train_prompts else []
+
+    def evaluate(self, k: int) -> dict[str, Any]:
+        """Sample the held-out and the training prompts with policy k (the same seeds every round), score
+        them, and report the round against round 0 and the real pieces."""
+        from evaluators.evaluator import Reference
+        from pipelines.campaign.metrics import per_prompt, round_metrics, training_metrics
+
+        specs = plan.eval_samples(
+            self.prompts.heldout + self.evaluated_train, k, self.cfg.eval_samples_per_prompt, self.cfg.seed
+        )
         t0 = time.perf_counter()
         sampled = self._sample(specs, self.policy_dir(k), self.layout.eval_samples(k))
         t1 = time.perf_counter()
-        scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k))
+        scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k), music21_abc=True)
         t2 = time.perf_counter()
         scores = atomic.read_jsonl(self.layout.eval_scores(k) / SCORES_FILE)
+        round0 = atomic.read_jsonl(self.layout.eval_scores(0) / SCORES_FILE) if k > 0 else None
         reference, _ = Reference.load(Path(self.evaluator_dir) / "reference.npz").scoring(
             self.project.evaluator.center_features
         )
-        metrics = eval_metrics(scores, reference.features, reference.prompts)
+        groups = {"train": {p.key for p in self.evaluated_train}, "heldout": {p.key for p in self.prompts.heldout}}
+        real = atomic.read_jsonl(self.layout.real / SCORES_FILE)
+        metrics = round_metrics(scores, real, round0, groups, (reference.features, reference.prompts))
         metrics["round"] = k
         if k > 0:
             metrics.update(
@@ -294,7 +362,6 @@ class Campaign:
         )
         self._report_round(k, metrics, scores)
         return {
-            "clamp/mean": metrics["clamp/mean"],
             "sample_seconds": t1 - t0,
             "score_seconds": t2 - t1,
             "sample_actor_seconds": sampled.get("actor_seconds", 0.0),
@@ -374,14 +441,21 @@ class Campaign:
         atomic.write_jsonl(folder / SAMPLES_FILE, rows)
         return {"samples": len(rows), **stats}
 
-    def _score(self, samples: Path, folder: Path) -> dict[str, Any]:
+    def _score(self, samples: Path, folder: Path, music21_abc: bool = False) -> dict[str, Any]:
         from orchestration.work_units import run_units
 
         rows = [
-            {k: s[k] for k in ("id", "prompt", "interleaved", "finished")}
+            {k: s.get(k) for k in ("id", "prompt", "seed", "interleaved", "finished")}
             for s in atomic.read_jsonl(samples / SAMPLES_FILE)
         ]
-        scored, stats = run_units(folder, rows, self.cfg.unit_size, "score", lambda: self._pool("scorers"))
+        scored, stats = run_units(
+            folder,
+            rows,
+            self.cfg.unit_size,
+            "score",
+            lambda: self._pool("scorers"),
+            lambda chunk: {"rows": chunk, "music21_abc": music21_abc},
+        )
         atomic.write_jsonl(folder / SCORES_FILE, scored)
         return {"scored": len(scored), **stats}
 
@@ -429,15 +503,23 @@ class Campaign:
         rounds = self.state.setdefault("registered", {})
         if str(k) not in rounds:  # a resumed eval stage does not register the same policy twice
             version = t.register_policy(child, Path(self.policy_dir(k)), k)
-            rounds[str(k)] = {"version": version, "clamp/mean": metrics["clamp/mean"]}
+            rounds[str(k)] = {"version": version, "judge/mean": best_metric(metrics)}
             identity.write_state(self.layout.root, self.state)
-        best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["clamp/mean"]) else r["clamp/mean"])
+        best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["judge/mean"]) else r["judge/mean"])
         t.set_best(best["version"])
         t.finish(child)
 
 
-def run_campaign(project: ProjectConfig, config_name: str = "") -> tuple[Path, list[dict[str, float]]]:
-    campaign = Campaign(project, config_name)
+def best_metric(metrics: dict[str, float]) -> float:
+    """What the ``best`` alias of the policy registry ranks rounds by: the independent judge's mean on the
+    training prompts (on the held-out prompts when training prompts are not evaluated), not the reward."""
+    return metrics.get("train/judge/mean", metrics.get("heldout/judge/mean", math.nan))
+
+
+def run_campaign(
+    project: ProjectConfig, config_name: str = "", rebuild: bool = False
+) -> tuple[Path, list[dict[str, float]]]:
+    campaign = Campaign(project, config_name, rebuild)
     return campaign.layout.root, campaign.run()
 
 

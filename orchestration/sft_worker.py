@@ -28,7 +28,14 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
     from base import atomic
     from base.tracking import MetricLogger
     from models.patchilizer import Patchilizer
-    from orchestration.deepspeed_setup import deepspeed_config, export_model, prune_checkpoints, set_lr, use_bf16
+    from orchestration.deepspeed_setup import (
+        adamw,
+        deepspeed_config,
+        export_model,
+        prune_checkpoints,
+        set_lr,
+        use_bf16,
+    )
     from pipelines.train.sft import PatchBatches, eval_metrics, eval_sums, load_split, lr_at, scored_chars
 
     job = loop_config["job"]
@@ -52,10 +59,8 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
     eval_batches = list(eval_set.eval_batches(cfg.batch_pieces, cfg.eval_pieces))
 
     bf16 = use_bf16(cluster.precision, device)
-    ds_config = deepspeed_config(
-        cfg.zero_stage, cfg.batch_pieces, cfg.grad_accum, world, cfg.lr, cfg.weight_decay, cfg.grad_clip, bf16
-    )
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
+    ds_config = deepspeed_config(cfg.zero_stage, cfg.batch_pieces, cfg.grad_accum, world, cfg.grad_clip, bf16)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=adamw(model, cfg.lr, cfg.weight_decay), config=ds_config)
 
     step, elapsed = 0, 0.0
     if cfg.resume and (ckpt_dir / "latest").is_file():
@@ -72,7 +77,7 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
     start = time.perf_counter() - elapsed
     engine.train()
     while step < cfg.max_steps:
-        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio, elapsed / budget)
+        lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
         set_lr(engine, lr)
         for micro in range(cfg.grad_accum):
             patches, mask = train.micro_batch(step, micro, rank, world, cfg.batch_pieces, cfg.grad_accum)
@@ -113,7 +118,13 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
                 prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
         if out_of_time:
             if main:
-                log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, step)
+                log.warning(
+                    "train.max_minutes (%.1f min) cut SFT at step %d of %d: this run's result now depends "
+                    "on the machine's speed",
+                    cfg.max_minutes,
+                    step,
+                    cfg.max_steps,
+                )
             break
     bar.close()
     export_model(engine, out / "model", main)

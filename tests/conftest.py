@@ -245,6 +245,7 @@ def campaign_config(tmp: Path, corpus: Path, out: Path, **campaign: object) -> P
             "unit_size": 4,
             "cpus_per_sampler": 1,
             "cpus_per_scorer": 1,
+            "cache_dir": str(tmp / "cache"),
             **campaign,
         },
     }

@@ -11,15 +11,10 @@ log = logging.getLogger(__name__)
 
 
 def _print_rounds(out: Path, rows: list[dict]) -> None:
-    from pipelines.campaign.metrics import format_table
+    from pipelines.campaign.metrics import format_table, summary
 
-    sys.stdout.write(f"campaign {out}\n{format_table(rows)}\n")
-    if len(rows) > 1:
-        d = rows[-1]["clamp/mean"] - rows[0]["clamp/mean"]
-        sys.stdout.write(
-            f"held-out CLaMP mean {rows[0]['clamp/mean']:.4f} → {rows[-1]['clamp/mean']:.4f} "
-            f"({d:+.4f}); validity {rows[0]['validity/rate']:.2f} → {rows[-1]['validity/rate']:.2f}\n"
-        )
+    text = summary(rows)
+    sys.stdout.write(f"campaign {out}\n{format_table(rows)}\n" + (f"\n{text}\n" if text else ""))
     sys.stdout.write(f"MLflow: clampdpo ui {out}\n")
 
 
@@ -29,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     project = load_project(args, "campaign.out_dir")
     from orchestration.campaign import run_campaign
 
-    out, rows = run_campaign(project, str(args.config))
+    out, rows = run_campaign(project, str(args.config), rebuild=args.no_cache)
     _print_rounds(out, rows)
     return 0
 
@@ -120,6 +115,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     add_config_args(run)
     run.add_argument("--out", help="campaign folder (campaign.out_dir)")
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="train the policy, evaluator and judge again instead "
+        "of taking them from campaign.cache_dir (and replace the cached ones)",
+    )
     run.add_argument(
         "--ray-address",
         help="existing Ray cluster, e.g. auto or HEAD:6379 (cluster.ray_address); default: a local Ray in this process",

@@ -7,12 +7,13 @@ import math
 from pathlib import Path
 
 from pipelines.campaign.artifacts import write_png
-from pipelines.campaign.metrics import format_table
+from pipelines.campaign.metrics import format_table, summary
 
 PLOTTED = [
-    ("clamp/mean", "CLaMP score (held-out mean)"),
-    ("judge/mean", "judge score (held-out mean)"),
-    ("validity/rate", "validity"),
+    ("train/clamp/mean", "CLaMP score (training prompts)"),
+    ("train/judge/mean", "judge score (training prompts)"),
+    ("train/meter_fill", "bars filling the meter"),
+    ("heldout/clamp/mean", "CLaMP score (held-out prompts)"),
 ]
 
 
@@ -29,17 +30,15 @@ def compare_text(campaigns: dict[str, list[dict[str, float]]]) -> str:
     parts = []
     for name, rows in campaigns.items():
         parts.append(f"{name}\n{format_table(rows) if rows else '(no round evaluated yet)'}")
-        if len(rows) > 1:
-            first, last = rows[0].get("clamp/mean", math.nan), rows[-1].get("clamp/mean", math.nan)
-            parts[-1] += (
-                f"\nCLaMP mean: round {int(rows[0]['round'])} {first:.4f} → round "
-                f"{int(rows[-1]['round'])} {last:.4f} ({last - first:+.4f})"
-            )
+        text = summary(rows)
+        if text:
+            parts[-1] += "\n" + text
     return "\n\n".join(parts)
 
 
 def plot(campaigns: dict[str, list[dict[str, float]]], path: str | Path) -> Path:
-    """CLaMP score, judge score and validity across rounds, one line per campaign."""
+    """CLaMP and judge scores, meter fill and held-out CLaMP across rounds, one line per campaign (the
+    intervals as bands where recorded)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,10 +47,18 @@ def plot(campaigns: dict[str, list[dict[str, float]]], path: str | Path) -> Path
     fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.4))
     for ax, (key, title) in zip(axes, PLOTTED):
         for name, rows in campaigns.items():
-            xs = [r["round"] for r in rows if not math.isnan(r.get(key, math.nan))]
-            ys = [r[key] for r in rows if not math.isnan(r.get(key, math.nan))]
-            if xs:
-                ax.plot(xs, ys, marker="o", label=name)
+            kept = [r for r in rows if not math.isnan(r.get(key, math.nan))]
+            if kept:
+                line = ax.plot([r["round"] for r in kept], [r[key] for r in kept], marker="o", label=name)[0]
+                low, high = key.replace("/mean", "/ci_low"), key.replace("/mean", "/ci_high")
+                if key.endswith("/mean") and all(low in r for r in kept):
+                    ax.fill_between(
+                        [r["round"] for r in kept],
+                        [r[low] for r in kept],
+                        [r[high] for r in kept],
+                        color=line.get_color(),
+                        alpha=0.15,
+                    )
         ax.set_title(title)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)

@@ -38,7 +38,17 @@ class CampaignConfig:
         help="Samples per held-out prompt in each round's evaluation "
         "(the same seeds every round, so rounds compare pairwise).",
     )
+    eval_train_prompts: bool = option(
+        True,
+        help="Evaluate every round on the training prompts too (eval_samples_per_prompt each, with seeds the "
+        "candidates never use), beside the held-out prompts.",
+    )
     seed: int = option(0, help="Seed of prompt choice and of every sample's seed.")
+    cache_dir: Optional[str] = option(
+        "runs/cache",
+        help="Where trained policies, evaluators and judges are kept for other campaigns on the same corpus "
+        "with the same config (keyed by both); None trains them in every campaign.",
+    )
     policy_from: Optional[str] = option(
         None, help="Start from this model folder; None trains one with SFT (train: section) into out_dir/sft."
     )

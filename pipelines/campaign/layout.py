@@ -25,6 +25,11 @@ class Layout:
     def prompts_file(self) -> Path:
         return self.root / "prompts.json"
 
+    @property
+    def real(self) -> Path:
+        """The real held-out pieces of the evaluated prompts, scored as samples are (``units/``, scores.jsonl)."""
+        return self.root / "real"
+
     def stage_dir(self, section: str) -> Path:
         """Output folder of a set-up stage trained here: ``sft``, ``evaluator`` or ``judge``."""
         return self.root / ("sft" if section == "train" else section)

@@ -1,69 +1,151 @@
-"""Round metrics from score records: stable names, read the same in MLflow, metrics.json and compare."""
+"""Round metrics from score records: stable names, read the same in MLflow, metrics.json and compare.
+
+Every round samples two groups of prompts with the same seeds as round 0: the **training** prompts (with
+fresh evaluation seeds, never the candidates' seeds) and the **held-out** prompts (never trained on). For each
+group a round reports the CLaMP and judge means with 95% bootstrap intervals, their paired difference to
+round 0 (seed by seed), and guards that are not the reward, each beside the same figure for the group's real
+held-out pieces (the eval split of the corpus, scored the same way):
+
+    {group}/clamp/{mean,ci_low,ci_high,n}     {group}/judge/...           the reward and the independent judge
+    {group}/clamp_gain/..., {group}/judge_gain/...                       paired difference to round 0
+    {group}/auc_real_vs_samples      P(a real piece outscores a sample of its prompt): the reward's headroom
+    {group}/above_real               share of samples scoring above their prompt's real mean (over-optimisation)
+    {group}/validity, meter_fill, parse_abc, plagiarism, finished        guard rates
+    {group}/diversity                mean pairwise cosine of samples within a prompt (real: {group}/real/...)
+    {group}/js/{pitch_class,interval,duration}  Jensen-Shannon divergence of note statistics from real pieces
+    {group}/frechet                  Fréchet distance of the features to the prompt's ground truth
+    {group}/real/{clamp,judge,validity,meter_fill,parse_abc,diversity}   the same for the real pieces
+"""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
-# The columns of the printed round table: (metric, header, format).
-TABLE = [
-    ("clamp/mean", "CLaMP mean", "{:.4f}"),
-    ("clamp/median", "median", "{:.4f}"),
-    ("clamp/std", "std", "{:.4f}"),
-    ("judge/mean", "judge", "{:.4f}"),
-    ("validity/rate", "valid", "{:.2f}"),
-    ("plagiarism/rate", "plagiar.", "{:.2f}"),
-    ("diversity/mean_pairwise_cosine", "div.cos", "{:.3f}"),
-    ("frechet/mean_per_prompt", "FMD", "{:.4f}"),
-    ("rewards/margins", "margin", "{:.3f}"),
-    ("rewards/accuracies", "acc", "{:.2f}"),
-    ("pairs/count", "pairs", "{:.0f}"),
-]
+from pipelines.campaign.protocol import Interval, auc, bootstrap_mean, paired
+
+GROUPS = {"train": "training prompts", "heldout": "held-out prompts"}
+STAT_NAMES = ("pitch_class", "interval", "duration")
 
 
-def _stats(values: list[float], prefix: str) -> dict[str, float]:
-    v = np.array([x for x in values if not math.isnan(x)], dtype=np.float64)
-    if not len(v):
-        return {
-            f"{prefix}/mean": math.nan,
-            f"{prefix}/median": math.nan,
-            f"{prefix}/std": math.nan,
-            f"{prefix}/scored": 0.0,
-        }
-    return {
-        f"{prefix}/mean": float(v.mean()),
-        f"{prefix}/median": float(np.median(v)),
-        f"{prefix}/std": float(v.std()),
-        f"{prefix}/scored": float(len(v)),
-    }
+def _rate(rows: list[dict], ok: Callable[[dict], bool | None]) -> float:
+    values = [ok(r) for r in rows]
+    known = [bool(v) for v in values if v is not None]
+    return sum(known) / len(known) if known else math.nan
 
 
-def score_metrics(scores: list[dict], prefix: str = "clamp") -> dict[str, float]:
-    """CLaMP and judge statistics and guard rates of a set of scored samples (unscored count as invalid)."""
-    n = len(scores)
-    out = _stats([s["clamp_score"] for s in scores], prefix)
-    if prefix == "clamp":
-        out.update(
-            {f"judge/{k.split('/')[1]}": v for k, v in _stats([s["judge_score"] for s in scores], "judge").items()}
-        )
-        out["validity/rate"] = sum(bool(s["valid"]) for s in scores) / max(1, n)
-        out["plagiarism/rate"] = sum(bool(s["plagiarism"]) for s in scores) / max(1, n)
-        out["finished/rate"] = sum(bool(s.get("finished", True)) for s in scores) / max(1, n)
-        pce = [s["pitch_class_entropy"] for s in scores if not math.isnan(s["pitch_class_entropy"])]
-        out["pitch_class_entropy/mean"] = float(np.mean(pce)) if pce else math.nan
-        out["samples/count"] = float(n)
+def _meter_fill(rows: list[dict]) -> float:
+    bars = sum(int(r.get("meter_bars", 0)) for r in rows)
+    return sum(int(r.get("meter_full", 0)) for r in rows) / bars if bars else math.nan
+
+
+def _by_prompt(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        out[r["prompt"]].append(r)
     return out
 
 
-def per_prompt(scores: list[dict], key: str = "clamp_score") -> dict[str, float]:
-    """Mean score per prompt (nan-skipping); the per-prompt view of a round."""
-    by: dict[str, list[float]] = defaultdict(list)
-    for s in scores:
-        if not math.isnan(s[key]):
-            by[s["prompt"]].append(s[key])
-    return {p: float(np.mean(v)) for p, v in sorted(by.items())}
+def _diversity(rows: list[dict]) -> float:
+    """Mean pairwise cosine of the features within each prompt, averaged over prompts (lower = more varied)."""
+    from evaluators.guards import mean_pairwise_cosine
+
+    values = []
+    for group in _by_prompt(rows).values():
+        feats = np.array([r["feature"] for r in group if r.get("feature") and not np.isnan(r["feature"]).any()])
+        if len(feats) >= 2:
+            values.append(mean_pairwise_cosine(feats))
+    return float(np.mean(values)) if values else math.nan
+
+
+def _js(rows: list[dict], real: list[dict]) -> dict[str, float]:
+    from evaluators.music_stats import js_divergence, summed
+
+    real_of = _by_prompt(real)
+    out = {}
+    for name in STAT_NAMES:
+        values = []
+        for prompt, group in _by_prompt(rows).items():
+            d = js_divergence(
+                summed((r.get("stats") for r in group), name),
+                summed((r.get("stats") for r in real_of.get(prompt, [])), name),
+            )
+            if not math.isnan(d):
+                values.append(d)
+        out[name] = float(np.mean(values)) if values else math.nan
+    return out
+
+
+def _key(row: dict) -> str:
+    return f"{row['prompt']}/{row.get('seed')}"
+
+
+def group_metrics(
+    rows: list[dict], real: list[dict], round0: list[dict] | None, ref: tuple[np.ndarray, list[str]] | None = None
+) -> dict[str, float]:
+    """The metrics of one group of prompts (names without the group prefix); see the module docstring."""
+    out: dict[str, float] = {}
+    for name, key in (("clamp", "clamp_score"), ("judge", "judge_score")):
+        out.update(bootstrap_mean([r[key] for r in rows]).as_metrics(name))
+        gain = paired({_key(r): r[key] for r in rows}, {_key(r): r[key] for r in round0}) if round0 else None
+        out.update((gain or Interval(0.0, 0.0, 0.0, len(rows))).as_metrics(f"{name}_gain"))
+        out[f"real/{name}"] = float(np.nanmean([r[key] for r in real])) if real else math.nan
+    real_of = _by_prompt(real)
+    aucs, weights, above, scored = [], [], 0, 0
+    for prompt, group in _by_prompt(rows).items():
+        real_scores = [r["clamp_score"] for r in real_of.get(prompt, [])]
+        sample_scores = [r["clamp_score"] for r in group if not math.isnan(r["clamp_score"])]
+        value = auc(real_scores, sample_scores)
+        if not math.isnan(value):
+            aucs.append(value)
+            weights.append(len(sample_scores))
+            level = float(np.nanmean(real_scores))
+            above += sum(s > level for s in sample_scores)
+            scored += len(sample_scores)
+    out["auc_real_vs_samples"] = float(np.average(aucs, weights=weights)) if aucs else math.nan
+    out["above_real"] = above / scored if scored else math.nan
+    for prefix, subset in (("", rows), ("real/", real)):
+        out[f"{prefix}validity"] = _rate(subset, lambda r: r.get("valid"))
+        out[f"{prefix}meter_fill"] = _meter_fill(subset)
+        out[f"{prefix}parse_abc"] = _rate(subset, lambda r: r.get("parses_abc"))
+        out[f"{prefix}diversity"] = _diversity(subset)
+    out["plagiarism"] = _rate(rows, lambda r: r.get("plagiarism"))
+    out["finished"] = _rate(rows, lambda r: r.get("finished", True))
+    out["samples"] = float(len(rows))
+    out["real/pieces"] = float(len(real))
+    out.update({f"js/{k}": v for k, v in _js(rows, real).items()})
+    if ref is not None:
+        from evaluators.guards import set_metrics
+
+        feats = np.array([r["feature"] for r in rows], dtype=np.float32).reshape(len(rows), -1)
+        out["frechet"] = set_metrics(feats, [r["prompt"] for r in rows], ref[0], ref[1])["frechet/mean_per_prompt"]
+    return out
+
+
+def round_metrics(
+    scores: list[dict],
+    real: list[dict],
+    round0: list[dict] | None,
+    groups: dict[str, set[str]],
+    ref: tuple[np.ndarray, list[str]] | None = None,
+) -> dict[str, float]:
+    """Every group's metrics of a round, prefixed by the group (``train/``, ``heldout/``)."""
+    out: dict[str, float] = {}
+    for group, prompts in groups.items():
+        rows = [s for s in scores if s["prompt"] in prompts]
+        if not rows:
+            continue
+        mine = group_metrics(
+            rows,
+            [r for r in real if r["prompt"] in prompts],
+            [s for s in round0 if s["prompt"] in prompts] if round0 is not None else None,
+            ref,
+        )
+        out.update({f"{group}/{k}": v for k, v in mine.items()})
+    return out
 
 
 DPO_KEYS = {
@@ -78,40 +160,113 @@ DPO_KEYS = {
 }
 
 
-def eval_metrics(scores: list[dict], ref_features: np.ndarray, ref_prompts: list[str]) -> dict[str, float]:
-    """A round's evaluation: score statistics and guard rates of the held-out samples, plus their diversity
-    and Fréchet distance to the ground truth of their prompts (features in the evaluator's scoring space)."""
-    from evaluators.guards import set_metrics
-
-    out = score_metrics(scores)
-    features = np.array([s["feature"] for s in scores], dtype=np.float32).reshape(len(scores), -1)
-    out.update(set_metrics(features, [s["prompt"] for s in scores], ref_features, ref_prompts))
-    return out
-
-
 def training_metrics(candidate_scores: list[dict], pairs: dict, dpo: dict) -> dict[str, float]:
-    """What round k trained on and how DPO went: the candidates' CLaMP statistics and validity, the pair
-    count (from the pairs stage's record) and the DPO summary's metrics under stable names."""
-    out = {
-        f"candidates/{k.split('/')[1]}": v
-        for k, v in _stats([s["clamp_score"] for s in candidate_scores], "clamp").items()
-    }
-    out["candidates/validity_rate"] = sum(bool(s["valid"]) for s in candidate_scores) / max(1, len(candidate_scores))
+    """What round k trained on and how DPO went: the candidates' CLaMP mean and guard rates, the pair count
+    (from the pairs stage's record) and the DPO summary's metrics under stable names."""
+    out = bootstrap_mean([s["clamp_score"] for s in candidate_scores]).as_metrics("candidates/clamp")
+    out["candidates/validity"] = _rate(candidate_scores, lambda r: r.get("valid"))
+    out["candidates/meter_fill"] = _meter_fill(candidate_scores)
     out["pairs/count"] = float(pairs.get("pairs/count", 0))
     out.update({name: float(dpo[key]) for key, name in DPO_KEYS.items() if key in dpo})
     return out
 
 
-def format_table(rows: list[dict[str, float]], label: str = "round") -> str:
-    """Rounds × metrics as aligned text; a missing metric prints as '-'."""
-    headers = [label] + [h for _, h, _ in TABLE]
-    lines: list[list[str]] = []
-    for row in rows:
-        cells = [str(int(row.get("round", len(lines))))]
-        for key, _, fmt in TABLE:
-            v = row.get(key)
-            cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
+def per_prompt(scores: list[dict], key: str = "clamp_score") -> dict[str, float]:
+    """Mean score per prompt (nan-skipping); the per-prompt view of a round."""
+    by: dict[str, list[float]] = defaultdict(list)
+    for s in scores:
+        if not math.isnan(s[key]):
+            by[s["prompt"]].append(s[key])
+    return {p: float(np.mean(v)) for p, v in sorted(by.items())}
+
+
+def _interval(row: dict, name: str, signed: bool = False) -> str:
+    mean = row.get(f"{name}/mean", math.nan)
+    if mean is None or math.isnan(mean):
+        return "-"
+    sign = "+" if signed else ""
+    return f"{mean:{sign}.3f} [{row[f'{name}/ci_low']:{sign}.3f}, {row[f'{name}/ci_high']:{sign}.3f}]"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+COLUMNS = [  # (header, metric name, format): rates and distances of a group
+    ("valid", "validity", "{:.2f}"),
+    ("meter", "meter_fill", "{:.2f}"),
+    ("parse", "parse_abc", "{:.2f}"),
+    ("div", "diversity", "{:.2f}"),
+    (">real", "above_real", "{:.2f}"),
+    ("AUC", "auc_real_vs_samples", "{:.2f}"),
+    ("JS int", "js/interval", "{:.3f}"),
+]
+
+
+REAL_COLUMNS = ("validity", "meter_fill", "parse_abc", "diversity")  # the columns real pieces have too
+
+
+def _block(rows: list[dict[str, float]], group: str) -> list[list[str]]:
+    """The header, the real pieces' row and one row per round of one group's block."""
+    first = rows[0]
+    headers = ["round", "CLaMP [95% CI]", "Δ r0 [95% CI]", "judge [95% CI]", "Δ r0 [95% CI]"]
+    headers += [h for h, _, _ in COLUMNS] + (["pairs", "margin"] if group == "train" else [])
+    real = [
+        "real",
+        _num(first.get(f"{group}/real/clamp"), "{:.3f}"),
+        "",
+        _num(first.get(f"{group}/real/judge"), "{:.3f}"),
+    ]
+    real += [""] + [_num(first.get(f"{group}/real/{m}"), f) if m in REAL_COLUMNS else "" for _, m, f in COLUMNS]
+    lines = [headers, real + (["", ""] if group == "train" else [])]
+    for r in rows:
+        cells = [str(int(r.get("round", 0))), _interval(r, f"{group}/clamp"), _interval(r, f"{group}/clamp_gain", True)]
+        cells += [_interval(r, f"{group}/judge"), _interval(r, f"{group}/judge_gain", True)]
+        cells += [_num(r.get(f"{group}/{m}"), f) for _, m, f in COLUMNS]
+        if group == "train":
+            cells += [_num(r.get("pairs/count"), "{:.0f}"), _num(r.get("rewards/margins"), "{:.2f}")]
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(headers)]
-    fmt_row = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([fmt_row(headers)] + [fmt_row(c) for c in lines])
+    return lines
+
+
+def format_table(rows: list[dict[str, float]]) -> str:
+    """Rounds × metrics as aligned text, one block per group of prompts, with the group's real pieces on top."""
+    blocks = []
+    for group, title in GROUPS.items():
+        present = [r for r in rows if f"{group}/clamp/mean" in r]
+        if not present:
+            continue
+        lines = _block(present, group)
+        widths = [max(len(c[i]) for c in lines) for i in range(len(lines[0]))]
+        text = "\n".join("  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in lines)
+        samples, pieces = int(present[0].get(f"{group}/samples", 0)), int(present[0].get(f"{group}/real/pieces", 0))
+        blocks.append(
+            f"{title}: {samples} samples per round (the same seeds every round); real: {pieces} held-out pieces\n{text}"
+        )
+    return "\n\n".join(blocks)
+
+
+def summary(rows: list[dict[str, float]]) -> str:
+    """Round 0 → the last round, per group, in words: the reward's paired gain and the share of the gap to the
+    real pieces it closed, the judge, and the guards beside their real level."""
+    if len(rows) < 2:
+        return ""
+    first, last = rows[0], rows[-1]
+    out = []
+    for group, title in GROUPS.items():
+        if f"{group}/clamp/mean" not in last:
+            continue
+        g = lambda name, row=last, group=group: row.get(f"{group}/{name}", math.nan)  # noqa: E731
+        start, end, real = g("clamp/mean", first), g("clamp/mean"), g("real/clamp")
+        closed = (end - start) / (real - start) if real - start > 1e-9 else math.nan
+        out.append(
+            f"{title}, round {int(first['round'])} → {int(last['round'])}: CLaMP {start:.3f} → {end:.3f} "
+            f"(paired {_interval(last, f'{group}/clamp_gain', True)}; real pieces {real:.3f}, "
+            f"{_num(closed * 100, '{:.0f}')}% of the gap closed); judge {g('judge/mean', first):.3f} → "
+            f"{g('judge/mean'):.3f} (paired {_interval(last, f'{group}/judge_gain', True)}); meter fill "
+            f"{g('meter_fill', first):.2f} → {g('meter_fill'):.2f} (real {g('real/meter_fill'):.2f}); parse rate "
+            f"{g('parse_abc', first):.2f} → {g('parse_abc'):.2f}; validity {g('validity', first):.2f} → "
+            f"{g('validity'):.2f}; diversity {g('diversity', first):.2f} → {g('diversity'):.2f} (real "
+            f"{g('real/diversity'):.2f})"
+        )
+    return "\n".join(out)

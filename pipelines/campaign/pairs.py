@@ -6,6 +6,7 @@ driver writes them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pipelines.dpo.config import DPORoundConfig
@@ -13,7 +14,7 @@ from pipelines.dpo.dataset import PairRecord
 from pipelines.dpo.pairs import Candidate, build_pairs
 
 
-def candidates(scores: list[dict]) -> list[Candidate]:
+def candidates(scores: list[dict], min_meter_fill: float = 0.0) -> list[Candidate]:
     """One candidate per score row; an unfinished piece (patch budget hit) may not be chosen."""
     return [
         Candidate(
@@ -23,6 +24,8 @@ def candidates(scores: list[dict]) -> list[Candidate]:
             valid=bool(s["valid"]) and bool(s["finished"]),
             plagiarism=bool(s["plagiarism"]),
             staves_grouped=bool(s["staves_grouped"]),
+            meter_fill=s["meter_full"] / s["meter_bars"] if s.get("meter_bars") else math.nan,
+            min_meter_fill=min_meter_fill,
         )
         for s in scores
     ]
@@ -48,7 +51,7 @@ def round_pairs(
 ) -> RoundPairs:
     """Pair records of round ``round_``. A piece's text starts with the prompt lines it was sampled from
     (``prompt_lines[prompt]``); the record splits it there into prompt and completion."""
-    cands = candidates(scores)
+    cands = candidates(scores, cfg.min_meter_fill)
     pairs = build_pairs(cands, cfg.select_portion, cfg.max_pairs_per_prompt, cfg.seed + round_)
     records = []
     for p in pairs:

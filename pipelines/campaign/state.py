@@ -39,7 +39,7 @@ def round_stages(round_: int) -> list[str]:
     return [f"{r}/sample", f"{r}/score", f"{r}/pairs", f"{r}/dpo", f"{r}/eval"]
 
 
-SETUP_STAGES = ["corpus", "policy", "evaluator", "judge", "prompts"]
+SETUP_STAGES = ["corpus", "policy", "evaluator", "judge", "prompts", "real"]
 
 
 def all_stages(rounds: int) -> list[str]:

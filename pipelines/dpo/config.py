@@ -37,6 +37,12 @@ class DPORoundConfig:
         help="Per prompt, the best this share of candidates (after exclusions) "
         "are chosen and the worst this share rejected (NotaGen: 0.1).",
     )
+    min_meter_fill: float = option(
+        0.0,
+        help="A candidate may be chosen only when at least this share of its bars fill the meter (pickups "
+        "allowed; evaluators/meter.py): a guard used as an exclusion, as NotaGen excludes misaligned bars. "
+        "0 turns it off.",
+    )
     max_pairs_per_prompt: Optional[int] = option(
         None, help="Cap on chosen × rejected pairs per prompt (a seeded draw); None keeps them all."
     )
@@ -65,6 +71,7 @@ class DPORoundConfig:
 
     def __post_init__(self) -> None:
         check(0 < self.select_portion <= 0.5, "select_portion", f"must be in (0, 0.5], got {self.select_portion}")
+        check(0.0 <= self.min_meter_fill <= 1.0, "min_meter_fill", f"must be in [0, 1], got {self.min_meter_fill}")
         check(
             self.max_pairs_per_prompt is None or self.max_pairs_per_prompt >= 1,
             "max_pairs_per_prompt",

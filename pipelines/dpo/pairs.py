@@ -26,12 +26,16 @@ class Candidate:
     valid: bool = True
     plagiarism: bool = False
     staves_grouped: bool = True
+    meter_fill: float = 1.0  # share of its bars that fill the meter (evaluators/meter.py)
+    min_meter_fill: float = 0.0  # below this it may not be chosen (dpo.min_meter_fill)
 
     @property
     def excluded(self) -> str:
         """Why the piece may not be chosen ('' when it may)."""
         if not self.valid:
             return "invalid or bars not aligned"
+        if self.min_meter_fill > 0 and not self.meter_fill >= self.min_meter_fill:  # nan (no bars) fails a floor
+            return "bars do not fill the meter"
         if not self.staves_grouped:
             return "staves of one instrument not grouped"
         if self.plagiarism:

@@ -15,12 +15,12 @@ class SFTConfig:
     out_dir: str = option("runs/sft", help="Output folder: checkpoints/, model/ (the final weights), mlflow.db.")
     max_steps: int = option(
         2000,
-        help="Optimizer steps; the cosine schedule ends here (or at the end of max_minutes, whichever comes first).",
+        help="Optimizer steps; the cosine schedule ends here.",
     )
     max_minutes: Optional[float] = option(
         None,
-        help="Stop (and save) after this much training time, even "
-        "before max_steps; the LR decays over this budget too.",
+        help="Opt-in cap: stop (and save) after this much training time even before max_steps, with a warning "
+        "(a capped run's result depends on the machine's speed). None: run max_steps.",
     )
     batch_pieces: int = option(8, help="Pieces per worker per micro-batch (a piece is cut to the patch length).")
     grad_accum: int = option(1, help="Micro-batches per optimizer step.")

@@ -85,16 +85,12 @@ class PatchBatches:
             yield self.collate([(i, -1) for i in order[start : start + batch_pieces]])
 
 
-def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
-    """Linear warm-up to ``peak`` then cosine decay to ``peak × min_ratio`` at ``total``.
-
-    ``time_fraction`` (elapsed / time budget) moves the decay on when a time budget ends training before
-    ``total``: the schedule follows whichever runs out first, so a budget-limited run still anneals (a
-    run cut off at high LR ends at a worse loss than one that decayed).
-    """
+def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to ``peak`` then cosine decay to ``peak × min_ratio`` at ``total``: a function of the
+    step alone, so a run's outcome does not depend on how fast the machine is."""
     if warmup and step < warmup:
         return peak * (step + 1) / warmup
-    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

@@ -89,3 +89,11 @@ def test_feature_windows_of_a_long_piece():
     assert feature_windows(7) == [(0, 7, 7)]
     weights = [w for _, _, w in feature_windows(1300)]
     assert sum(weights) == 1300  # every patch counted once in total
+
+
+def test_our_family_spells_out_each_bars_length_against_the_meter():
+    text = "%Folk\nL:1/8\nM:4/4\nK:G\nV:1 treble\nV:2 bass\n[V:1]G2 A2 B2 c2|[V:2]C8|\n[V:1]A2 B2 c|[V:2]C6|\n"
+    marked = preprocess(text, "notagen-meter")
+    assert marked.splitlines()[-2:] == ["[V:1]$1$G2 A2 B2 c2|[V:2]$1$C8|", "[V:1]$5/8$A2 B2 c|[V:2]$3/4$C6|"]
+    assert preprocess(marked, "notagen-meter") == marked  # stale marks are replaced, never doubled
+    assert segments(marked)[-1] == "[V:2]$3/4$C6|\n"  # still one patch per voice per bar

@@ -101,7 +101,7 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert (tmp_path / "ev" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
     ev = Evaluator.load(tmp_path / "ev")
-    real = (tmp_path / "corpus" / "interleaved" / "chorale15.abc").read_text()
+    real = (tmp_path / "corpus" / "interleaved" / "chorale00.abc").read_text()
     records = ev.score([real, jig(random.Random(5), 10), ""], ["Baroque_Bach, Johann Sebastian_Chorus"] * 3)
     assert records[0].clamp_score > records[1].clamp_score  # a chorale beats a jig against the chorale centroid
     assert records[0].valid and records[0].plagiarism  # an exact copy of a ground-truth piece
@@ -110,7 +110,11 @@ def test_train_evaluator_end_to_end(tmp_path):
     assert math.isnan(records[2].clamp_score) and not records[2].valid and records[2].invalid_reason == "empty piece"
     assert 0 < records[0].pitch_class_entropy <= math.log2(12)
     centred = Evaluator.load(tmp_path / "ev", center=True)
-    assert np.allclose(centred.reference.features.mean(0), 0, atol=1e-5)
+    from evaluators.evaluator import Reference
+
+    everything = Reference.load(tmp_path / "ev" / "reference.npz")  # centred on every real piece, train and eval
+    assert np.allclose(centred.offset, everything.features.mean(0), atol=1e-6)
+    assert set(centred.reference.splits) == {"train"}  # centroids of the train split only: eval pieces stay real
     rc = centred.score(
         [real, jig(random.Random(5), 10)], ["Baroque_Bach, Johann Sebastian_Chorus"] * 2, guards_on=False
     )

@@ -42,10 +42,14 @@ def smoke(tmp_path_factory):
 
 def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
     out, stdout = smoke["out"], smoke["stdout"]
-    header = next(ln for ln in stdout.splitlines() if ln.strip().startswith("round"))
-    assert "CLaMP mean" in header and "judge" in header
-    rows = [ln.split() for ln in stdout.splitlines() if ln.strip()[:1].isdigit()]
-    assert [r[0] for r in rows] == ["0", "1"]
+    lines = stdout.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(("training prompts:", "held-out prompts:"))]
+    assert len(starts) == 2  # one block per group of prompts
+    for start in starts:
+        assert "CLaMP [95% CI]" in lines[start + 1] and "judge [95% CI]" in lines[start + 1]
+        assert lines[start + 2].split()[0] == "real"  # the group's real held-out pieces on top
+        assert [lines[start + 3].split()[0], lines[start + 4].split()[0]] == ["0", "1"]
+    assert "training prompts, round 0 → 1: CLaMP" in stdout and "of the gap closed" in stdout
     markers = {p.stem for p in (out / "markers").glob("*.json")}
     assert markers == {
         "corpus",
@@ -53,6 +57,7 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
         "evaluator",
         "judge",
         "prompts",
+        "real",
         "round-00.eval",
         "round-01.sample",
         "round-01.score",
@@ -69,19 +74,33 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
     assert dpo["steps"] >= 1 and "rewards/margins" in dpo and dpo["world_size"] == 1
     assert (out / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
     metrics = json.loads((out / "round-01" / "metrics.json").read_text())["metrics"]
-    assert {
-        "clamp/mean",
-        "judge/mean",
-        "validity/rate",
-        "plagiarism/rate",
-        "diversity/mean_pairwise_cosine",
-        "frechet/mean_per_prompt",
-        "rewards/chosen",
-        "rewards/rejected",
-        "rewards/margins",
-        "rewards/accuracies",
-    } <= set(metrics)
-    assert metrics["samples/count"] == 4  # the held-out prompt × eval_samples_per_prompt
+    for group in ("train", "heldout"):
+        assert {
+            f"{group}/{k}"
+            for k in (
+                "clamp/mean",
+                "clamp/ci_low",
+                "clamp_gain/mean",
+                "judge/mean",
+                "judge_gain/ci_high",
+                "auc_real_vs_samples",
+                "above_real",
+                "validity",
+                "meter_fill",
+                "parse_abc",
+                "diversity",
+                "real/clamp",
+                "real/diversity",
+                "js/interval",
+                "frechet",
+            )
+        } <= set(metrics)
+    assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "pairs/count"} <= set(
+        metrics
+    )
+    # the held-out prompt and the two training prompts × eval_samples_per_prompt, the real pieces of all three
+    assert metrics["heldout/samples"] == 4 and metrics["train/samples"] == 8
+    assert metrics["heldout/real/pieces"] == 3 and metrics["train/real/pieces"] == 6
 
 
 def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
@@ -91,8 +110,8 @@ def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
     parent = client.get_run(state["parent_run_id"])
     assert parent.data.tags["clampdpo.stage"] == "campaign" and parent.info.status == "FINISHED"
     assert parent.data.params["dpo.loss_type"] == "dpop" and parent.data.params["dpo.beta"] == "0.1"
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "clamp/mean")] == [0, 1]
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "judge/mean")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "train/clamp/mean")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "heldout/judge/ci_low")] == [0, 1]
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_stage: dict[str, list] = {}
     for run in children:
@@ -118,10 +137,10 @@ def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
 def test_status_compare_and_rerun_of_a_finished_campaign(smoke, tmp_path):
     out = smoke["out"]
     status = clampdpo("campaign", "status", str(out))
-    assert status.returncode == 0 and "11/11 stages done" in status.stdout and "CLaMP mean" in status.stdout
+    assert status.returncode == 0 and "12/12 stages done" in status.stdout and "CLaMP [95% CI]" in status.stdout
     png = tmp_path / "cmp.png"
     cmp_ = clampdpo("campaign", "compare", str(out), str(out), "--plot", str(png))
-    assert cmp_.returncode == 0 and "CLaMP mean: round 0" in cmp_.stdout
+    assert cmp_.returncode == 0 and "training prompts, round 0 → 1" in cmp_.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = clampdpo("campaign", "resume", str(out))  # nothing left to do: no stage runs twice
     assert again.returncode == 0, again.stderr[-3000:]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from base.typed_config import ConfigError
 from orchestration.config import load_config
 from pipelines.campaign.config import CampaignConfig
-from pipelines.campaign.metrics import format_table, per_prompt, score_metrics
 from pipelines.campaign.plan import choose_prompts, eval_samples, round_samples, units
 from pipelines.campaign.state import Markers, all_stages, status
 from pipelines.dpo.config import DPORoundConfig
@@ -72,49 +70,6 @@ def test_markers_and_status(tmp_path):
         "round-02/eval",
     ]
     assert not list(tmp_path.glob("markers/*.tmp*"))  # atomic writes leave no temp files
-
-
-def test_score_metrics_and_table():
-    scores = [
-        {
-            "prompt": "A",
-            "clamp_score": 0.5,
-            "judge_score": 0.4,
-            "valid": True,
-            "plagiarism": False,
-            "pitch_class_entropy": 2.0,
-            "finished": True,
-        },
-        {
-            "prompt": "A",
-            "clamp_score": 0.7,
-            "judge_score": 0.6,
-            "valid": False,
-            "plagiarism": True,
-            "pitch_class_entropy": math.nan,
-            "finished": False,
-        },
-        {
-            "prompt": "B",
-            "clamp_score": math.nan,
-            "judge_score": math.nan,
-            "valid": False,
-            "plagiarism": False,
-            "pitch_class_entropy": math.nan,
-            "finished": True,
-        },
-    ]
-    m = score_metrics(scores)
-    assert m["clamp/mean"] == pytest.approx(0.6) and m["clamp/median"] == pytest.approx(0.6)
-    assert m["clamp/std"] == pytest.approx(0.1) and m["clamp/scored"] == 2
-    assert m["judge/mean"] == pytest.approx(0.5)
-    assert m["validity/rate"] == pytest.approx(1 / 3) and m["plagiarism/rate"] == pytest.approx(1 / 3)
-    assert m["pitch_class_entropy/mean"] == 2.0
-    assert per_prompt(scores) == {"A": pytest.approx(0.6)}
-    table = format_table([{"round": 0, **m}, {"round": 1, **m, "rewards/margins": 0.25}])
-    lines = table.splitlines()
-    assert "CLaMP mean" in lines[0] and "judge" in lines[0] and lines[1].split()[0] == "0"
-    assert "0.6000" in lines[1] and "0.250" in lines[2] and "-" in lines[1].split()
 
 
 def test_pair_dataset_round_trip_with_version_and_provenance(tmp_path):

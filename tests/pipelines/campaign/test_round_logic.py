@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.campaign import identity
 from pipelines.campaign.layout import Layout
-from pipelines.campaign.metrics import eval_metrics, training_metrics
+from pipelines.campaign.metrics import format_table, round_metrics, summary, training_metrics
 from pipelines.campaign.pairs import round_pairs
 from pipelines.dpo.config import DPORoundConfig
 
@@ -75,24 +75,75 @@ def test_round_pairs_refuse_a_text_that_does_not_start_with_its_prompt():
 
 def test_training_metrics_name_candidates_pairs_and_dpo():
     cand = [_score("s1", "A", 0.2), _score("s2", "A", 0.4, valid=False), _score("s3", "A", math.nan)]
+    cand[0].update(meter_bars=4, meter_full=3)
+    cand[1].update(meter_bars=4, meter_full=1)
     m = training_metrics(cand, {"pairs/count": 3}, {"rewards/margins": 0.5, "train_loss": 0.6, "steps": 4})
-    assert m["candidates/mean"] == pytest.approx(0.3) and m["candidates/scored"] == 2
-    assert m["candidates/validity_rate"] == pytest.approx(2 / 3)
+    assert m["candidates/clamp/mean"] == pytest.approx(0.3) and m["candidates/clamp/n"] == 2
+    assert m["candidates/validity"] == pytest.approx(2 / 3) and m["candidates/meter_fill"] == pytest.approx(4 / 8)
     assert m["pairs/count"] == 3 and m["rewards/margins"] == 0.5 and m["dpo/loss"] == 0.6 and "steps" not in m
 
 
-def test_eval_metrics_add_diversity_and_frechet_distance_to_the_prompts_ground_truth():
-    rng = np.random.default_rng(0)
-    ref = rng.normal(size=(20, 4)).astype(np.float32)
-    feats = ref[:4] + 0.01
-    scores = [
-        {**_score(f"s{i}", "A", 0.5), "judge_score": 0.4, "pitch_class_entropy": 2.0, "feature": f.tolist()}
-        for i, f in enumerate(feats)
+def _eval_row(
+    prompt: str, seed: int | None, clamp: float, judge: float, feature: list[float], **guards: object
+) -> dict:
+    row = {
+        "id": f"e-{prompt}-{seed}",
+        "prompt": prompt,
+        "seed": seed,
+        "clamp_score": clamp,
+        "judge_score": judge,
+        "valid": True,
+        "plagiarism": False,
+        "finished": True,
+        "meter_bars": 2,
+        "meter_full": 2,
+        "parses_abc": True,
+        "feature": feature,
+        "stats": {"pitch_class": [1] * 12, "interval": [1] * 25, "duration": [1] * 9},
+    }
+    row.update(guards)
+    return row
+
+
+def test_round_metrics_by_group_against_round_0_and_the_real_pieces():
+    t = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+    r0 = [_eval_row("A", k, 0.2 + 0.1 * k, 0.5, t[k], meter_full=1) for k in range(3)] + [
+        _eval_row("H", 0, 0.4, 0.4, t[0]),
+        _eval_row("H", 1, 0.6, 0.6, t[1]),
     ]
-    m = eval_metrics(scores, ref, ["A"] * 20)
-    cos = feats @ feats.T / np.outer(np.linalg.norm(feats, axis=1), np.linalg.norm(feats, axis=1))
-    assert m["diversity/mean_pairwise_cosine"] == pytest.approx((cos.sum() - 4) / 12, abs=1e-5)
-    assert m["frechet/mean_per_prompt"] > 0 and m["clamp/mean"] == 0.5 and m["judge/mean"] == pytest.approx(0.4)
+    r1 = [_eval_row("A", k, 0.3 + 0.1 * k, 0.6, t[k], parses_abc=k > 0) for k in range(3)] + [
+        _eval_row("H", 0, 0.4, 0.4, t[0]),
+        _eval_row("H", 1, 0.6, 0.6, t[1], valid=False),
+    ]
+    peaked = {"pitch_class": [2] + [0] * 11, "interval": [1] * 25, "duration": [1] * 9}
+    real = [_eval_row("A", None, v, 0.9, t[k], stats=peaked) for k, v in enumerate([0.35, 0.45])]
+    groups = {"train": {"A"}, "heldout": {"H"}}
+    m = round_metrics(r1, real, r0, groups)
+    assert m["train/clamp/mean"] == pytest.approx(0.4) and m["train/clamp/n"] == 3
+    assert m["train/clamp_gain/mean"] == pytest.approx(0.1) and m["train/clamp_gain/ci_low"] == pytest.approx(0.1)
+    assert m["train/judge_gain/mean"] == pytest.approx(0.1)
+    assert m["train/real/clamp"] == pytest.approx(0.4) and m["train/real/judge"] == pytest.approx(0.9)
+    # real 0.35, 0.45 against samples 0.3, 0.4, 0.5: 0.35 beats 1 of 3, 0.45 beats 2 of 3 → 3/6
+    assert m["train/auc_real_vs_samples"] == pytest.approx(0.5)
+    assert m["train/above_real"] == pytest.approx(1 / 3)  # only 0.5 is above the real mean 0.4
+    assert m["train/parse_abc"] == pytest.approx(2 / 3) and m["train/meter_fill"] == 1.0
+    assert m["train/diversity"] == pytest.approx((0 + 2**-0.5 + 2**-0.5) / 3)
+    assert m["train/real/diversity"] == pytest.approx(0.0)  # the two real features are orthogonal
+    # uniform pitch classes against all on one class: JS = 1 − (H(mixture) − H(uniform) / 2) worked out below
+    mix = np.array([(1 / 12 + 1) / 2] + [1 / 24] * 11)
+    js = -(mix * np.log2(mix)).sum() - 0.5 * np.log2(12)
+    assert m["train/js/pitch_class"] == pytest.approx(js) and m["train/js/interval"] == pytest.approx(0.0)
+    assert m["heldout/validity"] == 0.5 and m["heldout/clamp_gain/mean"] == 0.0 and m["heldout/real/pieces"] == 0
+    r0m = round_metrics(r0, real, None, groups)
+    assert r0m["train/clamp_gain/mean"] == 0.0 and r0m["train/meter_fill"] == pytest.approx(0.5)
+    table = format_table([{"round": 0, **r0m}, {"round": 1, **m, "pairs/count": 12, "rewards/margins": 0.8}])
+    lines = table.splitlines()
+    assert lines[0].startswith("training prompts: 3 samples") and "real: 2 held-out pieces" in lines[0]
+    assert lines[1].split()[:2] == ["round", "CLaMP"] and lines[2].split()[0] == "real"
+    assert "+0.100 [+0.100, +0.100]" in lines[4] and lines[4].split()[-2:] == ["12", "0.80"]
+    assert "held-out prompts" in table
+    text = summary([{"round": 0, **r0m}, {"round": 1, **m}])
+    assert "CLaMP 0.300 → 0.400" in text and "100% of the gap closed" in text and "meter fill 0.50 → 1.00" in text
 
 
 def test_config_identity_ignores_where_a_campaign_runs_and_names_what_changed(tmp_path: Path):
