@@ -247,7 +247,10 @@ class Campaign:
         samples = {s["id"]: s for s in atomic.read_jsonl(self.layout.samples(k) / SAMPLES_FILE)}
         scores = atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE)
         lines = {p.key: p.lines for p in self.prompts.train}
-        result = round_pairs(samples, scores, lines, self.project.dpo, k)
+        from pipelines.campaign.metrics import per_prompt
+
+        real_means = per_prompt(atomic.read_jsonl(self.layout.real / SCORES_FILE))
+        result = round_pairs(samples, scores, lines, self.project.dpo, k, real_means)
         write_pairs(
             self.layout.pairs(k),
             result.records,

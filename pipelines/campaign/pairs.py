@@ -14,8 +14,11 @@ from pipelines.dpo.dataset import PairRecord
 from pipelines.dpo.pairs import Candidate, build_pairs
 
 
-def candidates(scores: list[dict], min_meter_fill: float = 0.0) -> list[Candidate]:
-    """One candidate per score row; an unfinished piece (patch budget hit) may not be chosen."""
+def candidates(
+    scores: list[dict], min_meter_fill: float = 0.0, ceilings: dict[str, float] | None = None
+) -> list[Candidate]:
+    """One candidate per score row; an unfinished piece (patch budget hit) may not be chosen, nor one below
+    ``min_meter_fill`` or above its prompt's ``ceilings`` score."""
     return [
         Candidate(
             s["id"],
@@ -26,6 +29,7 @@ def candidates(scores: list[dict], min_meter_fill: float = 0.0) -> list[Candidat
             staves_grouped=bool(s["staves_grouped"]),
             meter_fill=s["meter_full"] / s["meter_bars"] if s.get("meter_bars") else math.nan,
             min_meter_fill=min_meter_fill,
+            ceiling=(ceilings or {}).get(s["prompt"], math.inf),
         )
         for s in scores
     ]
@@ -48,10 +52,11 @@ def round_pairs(
     prompt_lines: dict[str, tuple[str, ...]],
     cfg: DPORoundConfig,
     round_: int,
+    real_means: dict[str, float] | None = None,
 ) -> RoundPairs:
     """Pair records of round ``round_``. A piece's text starts with the prompt lines it was sampled from
     (``prompt_lines[prompt]``); the record splits it there into prompt and completion."""
-    cands = candidates(scores, cfg.min_meter_fill)
+    cands = candidates(scores, cfg.min_meter_fill, (real_means or {}) if cfg.cap_at_real else None)
     pairs = build_pairs(cands, cfg.select_portion, cfg.max_pairs_per_prompt, cfg.seed + round_)
     records = []
     for p in pairs:

@@ -43,6 +43,12 @@ class DPORoundConfig:
         "allowed; evaluators/meter.py): a guard used as an exclusion, as NotaGen excludes misaligned bars. "
         "0 turns it off.",
     )
+    cap_at_real: bool = option(
+        False,
+        help="A candidate scoring above the mean score of its prompt's real held-out pieces may not be chosen: "
+        "the policy is taught to climb toward real music, not past it to something more typical than any real "
+        "piece (the over-optimisation a centroid reward invites).",
+    )
     max_pairs_per_prompt: Optional[int] = option(
         None, help="Cap on chosen × rejected pairs per prompt (a seeded draw); None keeps them all."
     )

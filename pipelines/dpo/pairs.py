@@ -28,6 +28,7 @@ class Candidate:
     staves_grouped: bool = True
     meter_fill: float = 1.0  # share of its bars that fill the meter (evaluators/meter.py)
     min_meter_fill: float = 0.0  # below this it may not be chosen (dpo.min_meter_fill)
+    ceiling: float = math.inf  # above this score it may not be chosen (dpo.cap_at_real: the real pieces' mean)
 
     @property
     def excluded(self) -> str:
@@ -42,6 +43,8 @@ class Candidate:
             return "plagiarism"
         if math.isnan(self.score):
             return "no score"
+        if self.score > self.ceiling:
+            return "scores above the real pieces' mean (over-optimisation)"
         return ""
 
 

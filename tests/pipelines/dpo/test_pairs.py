@@ -52,3 +52,15 @@ def test_staves_of_one_instrument_must_be_grouped():
     assert not staves_grouped("%%score 1 2\n" + head)
     assert staves_grouped('%%score 1 2\nV:1 treble nm="Violin"\nV:2 bass nm="Cello"\n')
     assert staves_grouped("V:1 treble\n")
+
+
+def test_guard_exclusions_meter_fill_floor_and_the_real_pieces_ceiling():
+    scores = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    fill = [1.0, 1.0, 0.3, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2]
+    chosen, rejected = select(cands(scores, meter_fill=fill, min_meter_fill=[0.5] * 10, ceiling=[0.85] * 10), 0.2)
+    # s0 and s1 score above the real pieces' mean (0.85): over-typical; s2's bars do not fill the meter
+    assert [c.id for c in chosen] == ["s3", "s4"]
+    assert [c.id for c in rejected] == ["s8", "s9"]
+    assert cands([0.5], meter_fill=[math.nan], min_meter_fill=[0.5])[0].excluded == "bars do not fill the meter"
+    assert cands([0.5], meter_fill=[math.nan])[0].excluded == ""  # no floor: nothing to check
+    assert "over-optimisation" in cands([0.9], ceiling=[0.8])[0].excluded
