@@ -37,6 +37,9 @@ def test_overrides_are_typed():
         ("data.collection_limits.bach=0", "data.collection_limits.bach: must be > 0"),
         ("data.sources=[]", "data.sources: name at least one source"),
         ("data.unit_length=3", "data.unit_length: must be a power of two"),
+        ("dpo.beta=.inf", "dpo.beta: expected a finite number"),
+        ("dpo.lr=.nan", "dpo.lr: expected a finite number"),
+        ("campaign.rounds=1e23", "campaign.rounds: expected an integer"),
     ],
 )
 def test_bad_values_name_the_field(override: str, message: str):
