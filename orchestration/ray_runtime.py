@@ -18,8 +18,15 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=True)
     else:
         # address="local": a new Ray in this process, even where `ray start` left a cluster address behind
-        # (plain ray.init() would join that cluster, or wait for it when it is gone)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        # (plain ray.init() would join that cluster, or wait for it when it is gone); on 127.0.0.1, so a
+        # laptop's campaign listens on no network interface
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            _node_ip_address="127.0.0.1",
+        )
 
 
 def torch_trainer(worker: Any, loop_config: dict[str, Any], cluster: ClusterConfig, name: str, storage: str) -> Any:
