@@ -25,7 +25,7 @@ Every command reads a typed config (a preset name from configs/ or a YAML file) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clampdpo.commands import campaign, config, data, evaluator, model, train
+    from clampdpo.commands import campaign, config, data, evaluator, model, report, train
 
     parser = argparse.ArgumentParser(
         prog="clampdpo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     groups = parser.add_subparsers(dest="group", metavar="<group>", required=True)
-    for module in (data, model, train, evaluator, campaign, config):
+    for module in (data, model, train, evaluator, campaign, report, config):
         module.register(groups)
     return parser
 

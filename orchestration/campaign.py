@@ -473,6 +473,16 @@ class Campaign:
 
     # ------------------------------------------------------------------ tracking
 
+    def _write_report(self) -> Path | None:
+        """The campaign's HTML report so far (report.html); a report that cannot be built never stops a round."""
+        from pipelines.campaign.report import build_report
+
+        try:
+            return build_report([self.layout.root])
+        except Exception as err:
+            log.warning("report.html not written: %s: %s", type(err).__name__, err)
+            return None
+
     def _child(self, k: int) -> str:
         """Round k's MLflow child run (created once, its id kept in the round folder)."""
         f = self.layout.run_file(k)
@@ -496,6 +506,7 @@ class Campaign:
             best_and_worst(samples, cand, art / "candidates", self.cfg.best_worst_per_prompt)
         best_and_worst(samples, heldout_scores, art / "heldout", self.cfg.best_worst_per_prompt)
         score_histogram(series, art / "clamp_scores.png", f"round {k}")
+        report = self._write_report()
         t = self.tracker
         t.log_metrics(child, metrics, k)
         t.log_metrics(self.parent, metrics, k)
@@ -503,6 +514,8 @@ class Campaign:
         t.log_artifact(child, art, "artifacts")
         if self.layout.pairs(k).is_file():
             t.log_artifact(child, self.layout.pairs(k), "pairs")
+        if report is not None:
+            t.log_artifact(child, report)
         rounds = self.state.setdefault("registered", {})
         if str(k) not in rounds:  # a resumed eval stage does not register the same policy twice
             version = t.register_policy(child, Path(self.policy_dir(k)), k)

@@ -6,7 +6,13 @@ Test modules import the constants and builders from here; nothing else is shared
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -395,3 +401,58 @@ def m3_layout():  # noqa: ANN201
         GPT2Config(vocab_size=128, n_positions=64, n_embd=h, n_layer=1, n_head=1, n_inner=4 * h)
     )
     return m
+
+
+# ---------------------------------------------------------------------------- a real browser, offline
+# Open a page in Debian's headless Chromium with the network off, the way a test looks at what people see:
+# ``open_page`` loads a file, lets its scripts run, and returns the DOM after them, the console messages and a
+# screenshot. The network is cut by a network namespace of its own when ``unshare -n`` works here, and in any
+# case by a proxy that goes nowhere, so a page that fetches anything from the web shows it as errors.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WHY_SKIPPED = "Debian's chromium is not installed (.ci/run installs it with apt-get; apt-get install chromium)"
+
+
+@dataclass
+class Page:
+    dom: str
+    console: list[str]
+    screenshot: Path
+
+
+def _offline_prefix() -> list[str]:
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+def open_page(path: Path, screenshot: Path, width: int = 1400, height: int = 2400, wait_ms: int = 8000) -> Page:
+    """The DOM (after scripts ran for ``wait_ms`` of virtual time), console lines and a PNG of ``path``."""
+    assert CHROMIUM, WHY_SKIPPED
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-quic", f"--user-data-dir={profile}",
+            "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--enable-logging=stderr", "--v=0", f"--virtual-time-budget={wait_ms}",
+            "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}",
+        ]  # fmt: skip
+        env = {**os.environ, "HOME": profile}
+        url = path.resolve().as_uri()
+        dom = subprocess.run(
+            _offline_prefix() + [CHROMIUM, *flags, "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        shot = subprocess.run(
+            _offline_prefix() + [CHROMIUM, *flags, f"--screenshot={screenshot}", url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+    console = [ln for ln in (dom.stderr + shot.stderr).splitlines() if re.search(r"CONSOLE|Uncaught", ln)]
+    return Page(dom.stdout, console, screenshot)

@@ -15,6 +15,8 @@ def _print_rounds(out: Path, rows: list[dict]) -> None:
 
     text = summary(rows)
     sys.stdout.write(f"campaign {out}\n{format_table(rows)}\n" + (f"\n{text}\n" if text else ""))
+    if (out / "report.html").is_file():
+        sys.stdout.write(f"report (engraved and playable samples): {out / 'report.html'}\n")
     sys.stdout.write(f"MLflow: clampdpo ui {out}\n")
 
 
@@ -93,6 +95,8 @@ def _ui(args: argparse.Namespace) -> int:
         (folder / "mlartifacts").as_uri(),
     ]
     log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)", args.port)
+    if (folder / "report.html").is_file():
+        log.info("the campaign's report (engraved and playable samples): %s", (folder / "report.html").as_uri())
     return subprocess.call(cmd)
 
 

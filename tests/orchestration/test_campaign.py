@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -177,3 +178,29 @@ def test_ui_serves_the_campaign_runs_on_localhost(smoke):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tmp_path):
+    from tests.conftest import CHROMIUM, WHY_SKIPPED, open_page
+
+    out = smoke["out"]
+    assert (out / "report.html").is_file()  # the campaign writes it after every round
+    other = tmp_path / "report.html"
+    res = clampdpo("report", str(out), str(out), "--out", str(other))  # two campaigns: curves overlaid
+    assert res.returncode == 0 and "report written to" in res.stdout, res.stderr[-2000:]
+    text = (out / "report.html").read_text()
+    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # nothing fetched
+    if not CHROMIUM:
+        pytest.skip(WHY_SKIPPED)
+    page = open_page(out / "report.html", tmp_path / "report.png")
+    assert not [ln for ln in page.console if "rror" in ln or "Uncaught" in ln], page.console
+    pieces = page.dom.count('class="piece"')
+    # 3 prompts × best / median / worst × rounds 0-1, and 2 chosen / rejected pairs
+    assert pieces == 3 * 3 * 2 + 2 * 2
+    scores = [s[: s.find("</svg>")] for s in page.dom.split('class="score"')[1:]]
+    engraved = len(scores)
+    placeholders = page.dom.count('class="placeholder"')
+    assert engraved + placeholders >= pieces and all('class="note"' in s for s in scores)  # notes in every one
+    durations = [float(d) for d in re.findall(r'data-duration="([0-9.]+)"', page.dom)]
+    assert len(durations) == page.dom.count("<audio") == engraved and all(d > 0 for d in durations)
+    assert page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

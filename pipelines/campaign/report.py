@@ -1,0 +1,266 @@
+"""``clampdpo report``: one self-contained HTML page to see and hear a campaign (or compare several).
+
+Per campaign: the summary and round tables (intervals where recorded), curves across rounds, the reward
+against the independent judge per round (the Goodhart check at a glance), score histograms against the real
+pieces, the evaluator's headroom, and for each prompt and round the best, median and worst samples engraved
+as sheet music with a player beside each, and a few chosen / rejected pairs side by side. With several
+campaigns: their curves overlaid and the config sections in which they differ. Everything is inside the file
+(SVG, WAV as data URIs, inline style and script): it opens with the network off.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from base import atomic
+from pipelines.campaign import charts
+from pipelines.campaign.compare import load_rounds
+from pipelines.campaign.identity import changed_sections, read_state
+from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
+from pipelines.campaign.metrics import GROUPS, format_table, summary
+from pipelines.campaign.state import Markers
+
+log = logging.getLogger(__name__)
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+h3{font-size:15px;margin:18px 0 6px}pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:11px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.piece{border:1px solid #ddd;border-radius:6px;padding:8px;
+margin:6px 0}.piece .head{font-size:12px;color:#444;margin-bottom:4px}.score svg{width:100%;height:auto;
+max-height:420px}.pair{display:grid;grid-template-columns:1fr 1fr;gap:10px}.placeholder{background:#fff4f4;
+border:1px dashed #d66;padding:10px;font-size:12px;color:#900}table.cfg td,table.cfg th{border:1px solid #ddd;
+padding:3px 6px;font-size:12px;vertical-align:top}details summary{cursor:pointer}
+"""
+# Marks each player once its sound is loaded (a test reads the marks): the page needs nothing from the web.
+SCRIPT = """
+document.querySelectorAll('audio').forEach(function(a){
+  a.addEventListener('loadedmetadata',function(){a.dataset.duration=String(a.duration);});
+  a.load();
+});
+"""
+PIECES = (("best", 0), ("median", None), ("worst", -1))
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text))
+
+
+class Renders:
+    """Engravings and sounds of pieces, cached on disk by content (a report is rebuilt after every round)."""
+
+    def __init__(self, cache: Path | None):
+        self.cache = cache
+
+    def __call__(self, interleaved: str | None) -> dict[str, Any]:
+        from pipelines.campaign.render import RENDER_VERSION, render
+
+        key = hashlib.sha256(f"{RENDER_VERSION}\n{interleaved or ''}".encode()).hexdigest()[:24]
+        f = self.cache / f"{key}.json" if self.cache else None
+        if f is not None and f.is_file():
+            try:
+                return json.loads(f.read_text())
+            except ValueError:
+                pass  # a damaged entry is rendered again
+        r = render(interleaved)
+        out = {"svg": r.svg, "wav": base64.b64encode(r.wav).decode() if r.wav else None, "error": r.error}
+        if f is not None:
+            atomic.write_json(f, out)
+        return out
+
+
+def _piece_html(label: str, row: dict, sample: dict, renders: Renders) -> str:
+    r = renders(sample.get("interleaved"))
+    head = (
+        f'<div class="head"><b>{_esc(label)}</b> · {_esc(row.get("id", ""))} · CLaMP '
+        f"{row.get('clamp_score', math.nan):.3f} · judge {row.get('judge_score', math.nan):.3f} · "
+        f"{'valid' if row.get('valid') else 'not valid'} · meter fill "
+        f"{row['meter_full'] / row['meter_bars'] if row.get('meter_bars') else math.nan:.2f}</div>"
+    )
+    if r["svg"]:
+        body = f'<div class="score">{r["svg"]}</div>'
+    else:
+        body = f'<div class="placeholder">no engraving: {_esc(r["error"])}</div>'
+    if r["wav"]:
+        body += f'<audio controls preload="auto" src="data:audio/wav;base64,{r["wav"]}"></audio>'
+    elif r["svg"]:
+        body += f'<div class="placeholder">no sound: {_esc(r["error"])}</div>'
+    return f'<div class="piece">{head}{body}</div>'
+
+
+def _rounds_of(root: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in root.glob("round-*") if (p / "metrics.json").is_file())
+
+
+def _series(rows: list[dict], key: str, name: str) -> dict:
+    ys = [r.get(f"{key}/mean", r.get(key, math.nan)) for r in rows]
+    out = {"name": name, "x": [r["round"] for r in rows], "y": ys}
+    if all(f"{key}/ci_low" in r for r in rows):
+        out["low"] = [r[f"{key}/ci_low"] for r in rows]
+        out["high"] = [r[f"{key}/ci_high"] for r in rows]
+    return out
+
+
+def _curves(campaigns: dict[str, list[dict]]) -> str:
+    charts_html = []
+    first = next(iter(campaigns.values()))
+    for key, title, real in (
+        ("clamp", "CLaMP score", "real/clamp"),
+        ("judge", "judge score", "real/judge"),
+        ("meter_fill", "bars filling the meter", "real/meter_fill"),
+        ("validity", "validity", "real/validity"),
+        ("diversity", "diversity (pairwise cosine)", "real/diversity"),
+        ("auc_real_vs_samples", "headroom: AUC real vs samples", None),
+    ):
+        for group, gname in GROUPS.items():
+            series = [
+                _series(rows, f"{group}/{key}", name if len(campaigns) > 1 else gname)
+                for name, rows in campaigns.items()
+                if rows and f"{group}/clamp/mean" in rows[0]
+            ]
+            if not series:
+                continue
+            refs = {}
+            if real and first and f"{group}/{real}" in first[0]:
+                refs["real"] = first[0][f"{group}/{real}"]
+            charts_html.append(charts.lines(f"{title} · {gname}", series, references=refs))
+    return '<div class="charts">' + "".join(charts_html) + "</div>"
+
+
+def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
+    lay = Layout(root)
+    state = read_state(root)
+    rows = load_rounds(root)
+    parts = [
+        f"<h2>campaign {_esc(root.name)}</h2>",
+        f"<p>config {_esc(state.get('config_name') or '?')} · folder {_esc(root)}</p>",
+    ]
+    text = summary(rows)
+    if text:
+        parts.append(f"<h3>round 0 → {int(rows[-1]['round'])}</h3><pre>{_esc(text)}</pre>")
+    if rows:
+        parts.append(f"<h3>round table</h3><pre>{_esc(format_table(rows))}</pre>")
+        parts.append("<h3>curves across rounds (bands: 95% intervals; dashed: the real pieces)</h3>")
+        parts.append(_curves({root.name: rows}))
+    real = atomic.read_jsonl(lay.real / SCORES_FILE)
+    evaluator = (Markers(root).done("evaluator") or {}).get("dir")
+    report = Path(evaluator) / "report.json" if evaluator else root / "evaluator" / "report.json"
+    if report.is_file():
+        rep = json.loads(report.read_text())
+        keys = [k for k in rep if k.startswith(("composer/", "prompt/", "corrupt/"))]
+        parts.append(
+            "<h3>the evaluator's held-out checks</h3><pre>"
+            + _esc("\n".join(f"{k}: {rep[k]:.4f}" for k in keys))
+            + "</pre>"
+        )
+    scatters, hists, pieces, pairs = [], [], [], []
+    for k in _rounds_of(root):
+        scores = atomic.read_jsonl(lay.eval_scores(k) / SCORES_FILE)
+        samples = {s["id"]: s for s in atomic.read_jsonl(lay.eval_samples(k) / SAMPLES_FILE)}
+        scatters.append(
+            charts.scatter(
+                f"round {k}: reward vs judge",
+                [(s["clamp_score"], s["judge_score"]) for s in scores],
+                "CLaMP score",
+                "judge",
+            )
+        )
+        hists.append(
+            charts.histogram(
+                f"round {k}: CLaMP scores",
+                {"samples": [s["clamp_score"] for s in scores], "real pieces": [r["clamp_score"] for r in real]},
+            )
+        )
+        by_prompt: dict[str, list[dict]] = {}
+        for s in scores:
+            if not math.isnan(s["clamp_score"]):
+                by_prompt.setdefault(s["prompt"], []).append(s)
+        block = [f"<h3>round {k}</h3>"]
+        for prompt, group in sorted(by_prompt.items()):
+            group.sort(key=lambda s: -s["clamp_score"])
+            block.append(f"<h4>{_esc(prompt)}</h4>")
+            for label, index in PIECES:
+                row = group[index if index is not None else len(group) // 2]
+                block.append(_piece_html(label, row, samples.get(row["id"], {}), renders))
+        pieces.append("".join(block))
+        if k > 0 and lay.pairs(k).is_file():
+            cands = {s["id"]: s for s in atomic.read_jsonl(lay.samples(k) / SAMPLES_FILE)}
+            cscores = {s["id"]: s for s in atomic.read_jsonl(lay.scores(k) / SCORES_FILE)}
+            lines = lay.pairs(k).read_text(encoding="utf-8").splitlines()[1 : 1 + pairs_per_round]
+            for line in lines:
+                p = json.loads(line)
+                sides = [
+                    _piece_html(
+                        f"{side} ({p['prompt']})",
+                        cscores.get(p[f"{side}_id"], {}),
+                        cands.get(p[f"{side}_id"], {}),
+                        renders,
+                    )
+                    for side in ("chosen", "rejected")
+                ]
+                pairs.append(f'<h4>round {k}</h4><div class="pair">{"".join(sides)}</div>')
+    parts.append(
+        "<h3>reward against the independent judge (the Goodhart check)</h3>"
+        f'<div class="charts">{"".join(scatters)}</div>'
+    )
+    parts.append(f'<h3>score histograms</h3><div class="charts">{"".join(hists)}</div>')
+    parts.append(
+        "<h3>samples: best, median and worst of each prompt, every round (same seeds each round)</h3>" + "".join(pieces)
+    )
+    if pairs:
+        parts.append("<h3>chosen and rejected pairs</h3>" + "".join(pairs))
+    return "".join(parts)
+
+
+def _config_diff(roots: list[Path]) -> str:
+    states = {r.name: read_state(r)["config"] for r in roots}
+    names = list(states)
+    sections = sorted({s for a in names for b in names if a < b for s in changed_sections(states[a], states[b])})
+    if not sections:
+        return "<p>the campaigns share one config (where they run aside)</p>"
+    rows = []
+    for section in sections:
+        fields = sorted({f for n in names for f in states[n].get(section, {})})
+        for f in fields:
+            values = [json.dumps(states[n].get(section, {}).get(f)) for n in names]
+            if len(set(values)) > 1:
+                rows.append(
+                    f"<tr><td>{_esc(section)}.{_esc(f)}</td>" + "".join(f"<td>{_esc(v)}</td>" for v in values) + "</tr>"
+                )
+    head = "<tr><th>field</th>" + "".join(f"<th>{_esc(n)}</th>" for n in names) + "</tr>"
+    return f'<table class="cfg">{head}{"".join(rows)}</table>'
+
+
+def build_report(dirs: list[str | Path], out: str | Path | None = None, pairs_per_round: int = 2) -> Path:
+    """Write the report of one or more campaign folders (default: ``report.html`` in the first one)."""
+    start = time.perf_counter()
+    roots = [Path(d).resolve() for d in dirs]
+    for r in roots:
+        read_state(r)  # a clear error for a folder that is not a campaign
+    out_path = Path(out) if out else roots[0] / "report.html"
+    renders = Renders(roots[0] / "report-renders")
+    body = []
+    if len(roots) > 1:
+        campaigns = {r.name: load_rounds(r) for r in roots}
+        body.append(
+            "<h2>the campaigns compared</h2>" + _curves(campaigns) + "<h3>config differences</h3>" + _config_diff(roots)
+        )
+    body += [_campaign_html(r, renders, pairs_per_round) for r in roots]
+    title = "clampdpo report: " + ", ".join(r.name for r in roots)
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
+        f"<p>built {time.strftime('%Y-%m-%d %H:%M:%S')}; every image and sound is inside this file</p>"
+        f"{''.join(body)}<script>{SCRIPT}</script></body></html>"
+    )
+    atomic.write_text(out_path, page)
+    log.info("report %s: %.1f MB in %.1f s", out_path, out_path.stat().st_size / 1e6, time.perf_counter() - start)
+    return out_path

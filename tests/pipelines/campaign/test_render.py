@@ -1,0 +1,46 @@
+"""Engraving and sound of a piece for the report, and the SVG charts, on pieces built here."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+from pipelines.campaign import charts
+from pipelines.campaign.render import SAMPLE_RATE, render
+
+PIECE = "L:1/8\nM:3/4\nK:G\nV:1 treble\nV:2 bass\n[V:1]G2 A2 B2|[V:2]G,6|\n[V:1]c6|[V:2]C,6|\n[V:1]B6|][V:2]G,,6|]\n"
+
+
+def test_a_piece_is_engraved_with_its_notes_and_rendered_to_sound():
+    r = render(PIECE)
+    assert r.error == "" and r.svg and r.wav
+    assert r.svg.count('class="note"') == 8 and "<svg" in r.svg and "http" not in r.svg.replace("http://www.w3.org", "")
+    with wave.open(io.BytesIO(r.wav)) as w:
+        assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (SAMPLE_RATE, 1, 1)
+        seconds = w.getnframes() / SAMPLE_RATE
+    # three bars of 3/4 at 110 quarters a minute last 4.9 s; the tail after the last note is half a second
+    assert 4.5 < seconds < 6.0
+
+
+def test_what_cannot_be_rendered_says_why():
+    assert "no interleaved form" in render(None).error
+    broken = render("L:1/8\nM:3/4\nK:G\nV:1 treble\n[V:1]G2 A2 B2\n[V:2]c|\n")
+    assert broken.svg is None and broken.wav is None and "cannot convert" in broken.error
+
+
+def test_charts_are_plain_svg_with_a_band_a_reference_and_points():
+    svg = charts.lines(
+        "CLaMP",
+        [{"name": "train", "x": [0, 1, 2], "y": [0.1, 0.3, 0.5], "low": [0.0, 0.2, 0.4], "high": [0.2, 0.4, 0.6]}],
+        references={"real": 0.65},
+    )
+    assert svg.startswith("<svg") and svg.count("<circle") == 3 and "<polygon" in svg and "real 0.65" in svg
+    sc = charts.scatter("round 1", [(0.1, 0.2), (0.5, 0.6), (0.9, 1.0)], "CLaMP", "judge")
+    assert "r = 1.00" in sc and sc.count("<circle") == 3
+    h = charts.histogram("scores", {"samples": [0.1, 0.2, 0.2], "real pieces": [0.9]}, bins=4)
+    assert "(n=3)" in h and "(n=1)" in h
+
+
+def test_a_piece_of_rests_only_is_a_placeholder_not_empty_staves():
+    r = render("L:1/8\nM:3/4\nK:G\nV:1 treble\nV:2 bass\n[V:1]z6|[V:2]z6|\n[V:1]z6|][V:2]z6|]\n")
+    assert r.svg is None and r.wav is None and "no notes" in r.error
