@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -62,6 +63,22 @@ def write_dir(path: str | Path, fill: Callable[[Path], None]) -> Path:
 
 def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by None: what strict JSON (RFC 8259) can carry."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """JSON that every parser reads: a missing number is ``null``, never ``NaN``."""
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

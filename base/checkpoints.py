@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"{path}: no such file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own text is a paragraph of advice to unpickle anyway; we never do
+        raise CheckpointError(
+            f"{path}: not a checkpoint of plain tensors (it is not a torch file, or it holds pickled objects, "
+            "which are never loaded)"
+        ) from None
     except Exception as err:  # torch's messages run over many lines; the first says what went wrong
-        first = (str(err).strip().splitlines() or [""])[0]
+        first = (str(err).strip().splitlines() or [""])[0] or "the file is empty or cut short"
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({type(err).__name__}: {first})") from None
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -21,6 +21,9 @@ import yaml
 T = TypeVar("T")
 
 
+MAX_INT = 2**31 - 1
+
+
 class ConfigError(ValueError):
     """A config value is missing, unknown or invalid; the message starts with the field's dotted name."""
 
@@ -84,9 +87,12 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         try:
-            return int(value)
+            integer = int(value)
         except ValueError:
             raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if abs(integer) > MAX_INT:  # no count, size or seed of ours is this large: a typo, caught here
+            raise ConfigError(f"{name}: {integer} is out of range (at most {MAX_INT:,} in size)")
+        return integer
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
@@ -170,6 +176,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):

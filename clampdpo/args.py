@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from orchestration.config import ProjectConfig
 
 
+class UsageError(ValueError):
+    """The command line asks for something impossible (exit code 2, like argparse's own errors)."""
+
+
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = "default") -> None:
     """--config/-c and --set: the config options every stage command shares."""
     parser.add_argument(

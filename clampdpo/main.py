@@ -52,10 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        code = 2 if isinstance(err, ConfigError) else 1
-        what = "bad config" if code == 2 else type(err).__name__
+        code, what = classify(err)
         log.error("%s: %s", what, " ".join(str(err).split()) or "(no message)")
         return code
+
+
+def classify(err: BaseException) -> tuple[int, str]:
+    """Exit code (2: usage or config, 1: failure) and the words that start the one-line error."""
+    from base.checkpoints import CheckpointError
+    from clampdpo.args import UsageError
+
+    if isinstance(err, ConfigError):
+        return 2, "bad config"
+    if isinstance(err, UsageError):
+        return 2, "usage"
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return 2, "not found" if isinstance(err, FileNotFoundError) else "wrong kind of path"
+    if isinstance(err, PermissionError):
+        return 1, "permission denied"
+    if isinstance(err, CheckpointError):
+        return 1, "bad checkpoint"
+    if isinstance(err, UnicodeDecodeError):
+        return 1, "not UTF-8 text"
+    if isinstance(err, (ValueError, KeyError)):
+        return 1, "bad input"
+    return 1, f"failed ({type(err).__name__})"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -95,6 +94,7 @@ def _features(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from base import atomic
     from evaluators.evaluator import Evaluator
 
     ev = Evaluator.load(
@@ -116,14 +116,14 @@ def _score(args: argparse.Namespace) -> int:
         progress=True,
     )
     for (path, _), rec in zip(items, records):
-        sys.stdout.write(json.dumps({"path": path, **rec.to_dict()}) + "\n")
+        sys.stdout.write(atomic.dumps_strict({"path": path, **rec.to_dict()}) + "\n")
     feats = np.array([r.feature for r in records], dtype=np.float32)
     scores = [r.clamp_score for r in records]
     summary = {"clamp_score/mean": float(np.nanmean(scores)), **ev.set_metrics(feats, [args.prompt] * len(items))}
     if not args.no_guards:
         summary["validity"] = float(np.mean([r.valid for r in records]))
         summary["plagiarism"] = float(np.mean([r.plagiarism for r in records]))
-    sys.stderr.write(json.dumps(summary) + "\n")
+    sys.stderr.write(atomic.dumps_strict(summary) + "\n")
     return 0
 
 

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from clampdpo.args import UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +67,7 @@ def _prompts(args: argparse.Namespace) -> list[list[str]]:
         path = Path(args.prompts_from)
         rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
         if not rows:
-            raise SystemExit(f"{path}: no pieces to take prompts from")
+            raise UsageError(f"--prompts-from {path}: no pieces to take prompts from")
         rng = random.Random(args.seed)
         return [
             prompt_lines(r["period"], r["composer"], r["instrumentation"])
@@ -74,14 +76,14 @@ def _prompts(args: argparse.Namespace) -> list[list[str]]:
     if args.prompt:
         parts = args.prompt.split("_")
         if len(parts) != 3:
-            raise SystemExit(
+            raise UsageError(
                 f"--prompt {args.prompt!r}: expected period_composer_instrumentation "
                 "(as listed by `clampdpo data stats`)"
             )
         return [prompt_lines(*parts)] * args.n
     if args.period and args.composer and args.instrumentation:
         return [prompt_lines(args.period, args.composer, args.instrumentation)] * args.n
-    raise SystemExit("give --prompt KEY, all of --period, --composer and --instrumentation, or --prompts-from")
+    raise UsageError("give --prompt KEY, all of --period, --composer and --instrumentation, or --prompts-from")
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -7,6 +7,10 @@ from typing import Optional
 
 from base.typed_config import check, option
 
+# Beyond these a setting is a typo, not a campaign (NotaGen: 3 rounds of ~100 samples per prompt).
+MAX_ROUNDS = 1000
+MAX_SAMPLES_PER_PROMPT = 100_000
+
 
 @dataclass
 class CampaignConfig:
@@ -75,7 +79,7 @@ class CampaignConfig:
     )
 
     def __post_init__(self) -> None:
-        check(self.rounds >= 0, "rounds", f"must be ≥ 0, got {self.rounds}")
+        check(0 <= self.rounds <= MAX_ROUNDS, "rounds", f"must be in 0..{MAX_ROUNDS}, got {self.rounds}")
         check(self.train_prompts >= 0, "train_prompts", f"must be ≥ 0, got {self.train_prompts}")
         check(
             self.heldout_prompts >= 1 or bool(self.heldout_keys),
@@ -89,6 +93,9 @@ class CampaignConfig:
             f"pairs need ≥ 2 candidates per prompt, got {self.samples_per_prompt}",
         )
         check(self.eval_samples_per_prompt >= 1, "eval_samples_per_prompt", "must be ≥ 1")
+        for name in ("samples_per_prompt", "eval_samples_per_prompt"):
+            n = getattr(self, name)
+            check(n <= MAX_SAMPLES_PER_PROMPT, name, f"must be ≤ {MAX_SAMPLES_PER_PROMPT:,}, got {n:,}")
         for name in ("num_samplers", "num_scorers", "unit_size"):
             check(getattr(self, name) >= 1, name, f"must be ≥ 1, got {getattr(self, name)}")
         for name in ("cpus_per_sampler", "cpus_per_scorer", "gpus_per_sampler", "gpus_per_scorer"):
