@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orchestration.config import ClusterConfig
+
+# On Linux Ray turns a node address of 127.0.0.1 into the machine's network address and its gRPC servers
+# (GCS, raylet, workers) listen on every interface; with "clusters" off (its laptop mode for macOS and
+# Windows) they bind to the loopback address only.
+_RAY_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a local Ray starts: its processes (which inherit the environment) bind to 127.0.0.1."""
+    from ray._private import ray_constants
+
+    before_env, before_flag = os.environ.get(_RAY_CLUSTER_SWITCH), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_RAY_CLUSTER_SWITCH] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at call time by ray._private.services
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(_RAY_CLUSTER_SWITCH, None)
+        else:
+            os.environ[_RAY_CLUSTER_SWITCH] = before_env
+
+
+def _private_token() -> None:
+    """Ray writes its cluster token (~/.ray/auth_token) readable by every user; whoever reads it can run code
+    on the cluster, so only its owner may."""
+    token = Path.home() / ".ray" / "auth_token"
+    try:
+        if token.is_file() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    except OSError:  # not ours to change (a shared home): Ray's own permissions stay
+        pass
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -20,13 +58,15 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
         # address="local": a new Ray in this process, even where `ray start` left a cluster address behind
         # (plain ray.init() would join that cluster, or wait for it when it is gone); on 127.0.0.1, so a
         # laptop's campaign listens on no network interface
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=True,
-            _node_ip_address="127.0.0.1",
-        )
+        with _loopback_only():
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=True,
+                _node_ip_address="127.0.0.1",
+            )
+    _private_token()
 
 
 def torch_trainer(worker: Any, loop_config: dict[str, Any], cluster: ClusterConfig, name: str, storage: str) -> Any:
