@@ -11,6 +11,8 @@ import contextlib
 import io
 import types
 
+from base.errors import describe
+
 
 class ConversionError(Exception):
     """A score could not be converted; the message is the reason written for a person."""
@@ -53,7 +55,7 @@ def musicxml_to_abc(xml: bytes, unit_length: int = 8) -> str:
         with contextlib.redirect_stderr(log), contextlib.redirect_stdout(io.StringIO()):
             xml2abc.Parser(opts).parse(io.BytesIO(xml))
     except Exception as err:  # xml2abc raises bare Exceptions of many kinds on malformed input
-        raise ConversionError(f"xml2abc failed: {type(err).__name__}: {err}") from None
+        raise ConversionError(f"xml2abc failed: {describe(err)}") from None
     text = buf.getvalue()
     if "occurred:" in log.getvalue() or "V:" not in text:
         detail = log.getvalue().strip().splitlines()
@@ -69,7 +71,7 @@ def abc_to_musicxml(abc: str) -> bytes:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             docs = abc2xml.getXmlDocs(abc)
     except Exception as err:
-        raise ConversionError(f"abc2xml failed: {type(err).__name__}: {err}") from None
+        raise ConversionError(f"abc2xml failed: {describe(err)}") from None
     if not docs:
         raise ConversionError("abc2xml found no tune")
     return abc2xml.fixDoctype(docs[0]).encode("utf-8")

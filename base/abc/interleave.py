@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from base.errors import describe
+
 T = TypeVar("T")
 
 REST_LETTERS = frozenset("zZxX")
@@ -40,7 +42,7 @@ def interleave(lines: list[str]) -> list[str]:
     try:
         return _quiet(rotate_abc, list(lines))
     except Exception as err:
-        raise InterleaveError(f"rotate_abc failed: {type(err).__name__}: {err}") from None
+        raise InterleaveError(f"rotate_abc failed: {describe(err)}") from None
 
 
 def deinterleave(lines: list[str]) -> list[str]:
@@ -50,7 +52,7 @@ def deinterleave(lines: list[str]) -> list[str]:
     try:
         out = _quiet(unrotate_abc, list(lines))
     except Exception as err:
-        raise InterleaveError(f"unrotate_abc failed: {type(err).__name__}: {err}") from None
+        raise InterleaveError(f"unrotate_abc failed: {describe(err)}") from None
     # unrotate_abc keeps each interleaved line's newline inside the bar text, which leaves
     # whitespace-only lines behind; in ABC a blank line ends the tune.
     return [ln + "\n" for ln in "".join(out).split("\n") if ln.strip()]
@@ -68,7 +70,7 @@ def notagen_form(lines: list[str]) -> list[str]:
     try:
         meta, prefix, left, bars, right = _quiet(extract_barline_and_bartext_dict, list(lines))
     except Exception as err:
-        raise InterleaveError(f"cannot split voices into bars: {type(err).__name__}: {err}") from None
+        raise InterleaveError(f"cannot split voices into bars: {describe(err)}") from None
     out = [ln if ln.endswith("\n") else ln + "\n" for ln in meta]
     for i in range(len(bars["V:1"])):
         line = ""
@@ -98,7 +100,7 @@ def transpose(lines: list[str], key: str) -> list[str]:
     try:
         text = _quiet(transpose_an_abc_text, list(lines), key)
     except Exception as err:
-        raise InterleaveError(f"transposition to {key} failed: {type(err).__name__}: {err}") from None
+        raise InterleaveError(f"transposition to {key} failed: {describe(err)}") from None
     return [ln + "\n" for ln in text.split("\n") if ln.strip()]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from base.abc.convert import ConversionError, abc_to_musicxml
 from base.abc.interleave import InterleaveError, body_lines, deinterleave
+from base.errors import describe
 
 
 @dataclass
@@ -56,7 +57,7 @@ def roundtrip(interleaved_text: str, name: str = "") -> RoundTrip:
     except (InterleaveError, ConversionError) as err:
         return RoundTrip(name, False, expected, None, str(err))
     except Exception as err:  # music21 raises many exception types on bad MusicXML
-        return RoundTrip(name, False, expected, None, f"music21 cannot parse: {type(err).__name__}: {err}")
+        return RoundTrip(name, False, expected, None, f"music21 cannot parse: {describe(err)}")
     ok = bars == expected
     return RoundTrip(name, ok, expected, bars, "" if ok else f"{bars} bars parsed, {expected} expected", score)
 

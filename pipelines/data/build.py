@@ -24,8 +24,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,8 @@ from base.abc.interleave import (
     voice_ids,
 )
 from base.abc.score import bar_durations_aligned
+from base.bounded_pool import Limits, Stopped, run_bounded
+from base.errors import describe
 from pipelines.data.clean import CleaningError, clean_standard_abc
 from pipelines.data.config import DataConfig
 from pipelines.data.convert import ConversionError, to_standard_abc
@@ -78,6 +79,9 @@ def pipeline_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+_LIMITS_HELP = "the limits are data.convert_timeout_s and data.convert_memory_mb"
+
+
 class BuildError(RuntimeError):
     """Nothing at all could be produced; the message says why."""
 
@@ -102,21 +106,21 @@ def convert_item(item: SourceItem, unit_length: int) -> dict[str, Any]:
     except ConversionError as err:
         return {"ok": False, "stage": "convert", "reason": str(err)}
     except Exception as err:  # a converter bug on odd input must not stop the build
-        return {"ok": False, "stage": "convert", "reason": f"unexpected {type(err).__name__}: {err}"}
+        return {"ok": False, "stage": "convert", "reason": f"{describe(err)}"}
     facts = header_facts(standard)
     try:
         cleaned = clean_standard_abc(standard)
     except CleaningError as err:
         return {"ok": False, "stage": "clean", "reason": str(err)}
     except Exception as err:
-        return {"ok": False, "stage": "clean", "reason": f"unexpected {type(err).__name__}: {err}"}
+        return {"ok": False, "stage": "clean", "reason": f"{describe(err)}"}
     try:
         inter = interleave(cleaned)
         reduced = notagen_form(cleaned)
     except InterleaveError as err:
         return {"ok": False, "stage": "interleave", "reason": str(err)}
     except Exception as err:
-        return {"ok": False, "stage": "interleave", "reason": f"unexpected {type(err).__name__}: {err}"}
+        return {"ok": False, "stage": "interleave", "reason": f"{describe(err)}"}
     broken = unclosed_bars(inter)
     if broken:
         return {
@@ -150,14 +154,14 @@ def augment_item(standard: str) -> dict[str, Any]:
     return {"keys": out, "failed": failed}
 
 
-def _convert_star(args: tuple) -> tuple[str, dict[str, Any]]:
+def _convert_star(args: tuple) -> dict[str, Any]:
     item, unit_length = args
-    return item.sha256, convert_item(item, unit_length)
+    return convert_item(item, unit_length)
 
 
-def _augment_star(args: tuple) -> tuple[str, dict[str, Any]]:
-    cache_key, standard = args
-    return cache_key, augment_item(standard)
+def _augment_star(args: tuple) -> dict[str, Any]:
+    _, standard = args
+    return augment_item(standard)
 
 
 # ---------------------------------------------------------------- cache
@@ -187,21 +191,15 @@ class ConversionCache:
         atomic.write_text(self._path(sha), json.dumps(result))
 
 
-def _run_parallel(fn: Callable, jobs: list, workers: int, desc: str, progress: bool) -> Iterable:
-    if not jobs:
-        return
-    bar = tqdm(total=len(jobs), desc=desc, unit="piece", disable=not progress, dynamic_ncols=True)
+def _run_parallel(
+    fn: Callable, jobs: list, workers: int, limits: Limits, desc: str, progress: bool
+) -> Iterator[tuple[int, Any]]:
+    """(position, result or Stopped) of each job, every job under ``limits`` in a worker process."""
+    bar = tqdm(total=len(jobs), desc=desc, unit="piece", disable=not progress or not jobs, dynamic_ncols=True)
     try:
-        if workers <= 1:
-            for job in jobs:
-                yield fn(job)
-                bar.update(1)
-            return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            chunk = max(1, min(16, len(jobs) // (workers * 8)))
-            for res in pool.map(fn, jobs, chunksize=chunk):
-                yield res
-                bar.update(1)
+        for index, result in run_bounded(fn, jobs, workers, limits):
+            yield index, result
+            bar.update(1)
     finally:
         bar.close()
 
@@ -246,7 +244,13 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
             queued.add(it.sha256)
             todo.append(it)
     log.info("%d pieces cached, %d to convert with %d workers", len(results), len(todo), workers)
-    for sha, res in _run_parallel(_convert_star, [(it, cfg.unit_length) for it in todo], workers, "convert", progress):
+    limits = Limits(seconds=cfg.convert_timeout_s, memory_mb=cfg.convert_memory_mb)
+    jobs = [(it, cfg.unit_length) for it in todo]
+    for index, res in _run_parallel(_convert_star, jobs, workers, limits, "convert", progress):
+        sha = todo[index].sha256
+        if isinstance(res, Stopped):  # not cached: a rebuild with other limits tries it again
+            results[sha] = {"ok": False, "stage": "convert", "reason": f"{res.reason} to convert ({_LIMITS_HELP})"}
+            continue
         cache.put(sha, res)
         results[sha] = res
 
@@ -320,7 +324,7 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
     augmented: dict[str, dict[str, str]] = {}
     if cfg.augment_keys:
         aug_cache = ConversionCache(out, "keys", f"{fingerprint}:d{cfg.unit_length}")
-        jobs = []
+        aug_jobs = []
         for p in pieces:
             if p["split"] != "train":
                 continue
@@ -328,8 +332,13 @@ def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
             if hit is not None:
                 augmented[p["sha256"]] = hit["keys"]
             else:
-                jobs.append((p["sha256"], results[p["sha256"]]["standard"]))
-        for sha, res in _run_parallel(_augment_star, jobs, workers, "transpose", progress):
+                aug_jobs.append((p["sha256"], results[p["sha256"]]["standard"]))
+        for index, res in _run_parallel(_augment_star, aug_jobs, workers, limits, "transpose", progress):
+            sha = aug_jobs[index][0]
+            if isinstance(res, Stopped):  # the piece stays, in its own key only
+                log.warning("piece %s: transposing %s; it is kept in its own key only", sha[:12], res.reason)
+                augmented[sha] = {}
+                continue
             aug_cache.put(sha, res)
             augmented[sha] = res["keys"]
             augmented_now += 1

@@ -14,6 +14,8 @@ import re
 
 from unidecode import unidecode
 
+from base.errors import describe
+
 DROPPED_FIELDS = ("X:", "T:", "C:", "W:", "w:", "Z:", "%%MIDI")
 BARLINE_SYMBOLS = ("||:", ":||", "[|:", ":|]", "|]:", ":[|", "|:", "::", ":|", "[|", "||", "|]", "|")
 MAX_ANNOTATION_CHARS = 40
@@ -93,5 +95,5 @@ def voice_bar_counts(lines: list[str]) -> dict[str, int]:
         with contextlib.redirect_stdout(io.StringIO()):
             _, _, _, bars, _ = extract_barline_and_bartext_dict(list(lines))
     except Exception as err:
-        raise CleaningError(f"cannot split voices into bars: {type(err).__name__}: {err}") from None
+        raise CleaningError(f"cannot split voices into bars: {describe(err)}") from None
     return {v: len(b) for v, b in bars.items()}

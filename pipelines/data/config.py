@@ -75,6 +75,15 @@ class DataConfig:
         help="Also reject pieces whose bars last differently in different voices (abctoolkit's "
         "alignment check); NotaGen itself rejects only unequal bar counts.",
     )
+    max_file_mb: float = option(
+        5.0, help="Files larger than this many megabytes are rejected unread (a score is rarely over 1 MB)."
+    )
+    convert_timeout_s: float = option(
+        60.0, help="One piece may take this many seconds to convert; a worker past it is killed and replaced."
+    )
+    convert_memory_mb: int = option(
+        1024, help="One piece may take this many MB of memory to convert; a worker past it is killed and replaced."
+    )
     unit_length: int = option(8, help="Denominator of L: passed to xml2abc as -d (NotaGen uses 8).")
     metadata_overrides: Optional[str] = option(
         None,
@@ -90,6 +99,9 @@ class DataConfig:
         check(self.max_chars > 0, "max_chars", f"must be > 0, got {self.max_chars}")
         check(self.min_bars >= 1, "min_bars", f"must be >= 1, got {self.min_bars}")
         check(self.max_voices >= 1, "max_voices", f"must be >= 1, got {self.max_voices}")
+        check(self.max_file_mb > 0, "max_file_mb", f"must be > 0, got {self.max_file_mb}")
+        check(self.convert_timeout_s > 0, "convert_timeout_s", f"must be > 0, got {self.convert_timeout_s}")
+        check(self.convert_memory_mb >= 64, "convert_memory_mb", f"must be ≥ 64, got {self.convert_memory_mb}")
         check(
             self.unit_length in (1, 2, 4, 8, 16, 32, 64),
             "unit_length",

@@ -10,6 +10,7 @@ import contextlib
 import io
 
 from base.abc.convert import ConversionError, abc_to_musicxml, musicxml_to_abc
+from base.errors import describe
 from pipelines.data.sources import SourceItem, mxl_inner_score
 
 __all__ = ["ConversionError", "to_musicxml", "to_standard_abc"]
@@ -23,13 +24,13 @@ def _music21_to_musicxml(data: bytes, fmt: str) -> bytes:
         with contextlib.redirect_stderr(io.StringIO()):
             score = music21.converter.parseData(data.decode("utf-8"), format=fmt)
     except Exception as err:
-        raise ConversionError(f"music21 cannot parse the {fmt} score: {type(err).__name__}: {err}") from None
+        raise ConversionError(f"music21 cannot parse the {fmt} score: {describe(err)}") from None
     if not score.recurse().notesAndRests:
         raise ConversionError(f"the {fmt} score holds no notes")
     try:
         return GeneralObjectExporter(score).parse()
     except Exception as err:
-        raise ConversionError(f"music21 cannot export MusicXML: {type(err).__name__}: {err}") from None
+        raise ConversionError(f"music21 cannot export MusicXML: {describe(err)}") from None
 
 
 def to_musicxml(item: SourceItem) -> bytes:
@@ -40,7 +41,7 @@ def to_musicxml(item: SourceItem) -> bytes:
         try:
             return mxl_inner_score(item.data)
         except Exception as err:  # BadZipFile, KeyError, XML errors: a truncated or corrupt archive
-            raise ConversionError(f"truncated or corrupt .mxl archive: {type(err).__name__}: {err}") from None
+            raise ConversionError(f"truncated or corrupt .mxl archive: {describe(err)}") from None
     if item.fmt == "kern":
         return _music21_to_musicxml(item.data, "humdrum")
     if item.fmt == "abc":

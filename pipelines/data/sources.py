@@ -9,6 +9,7 @@ here, before any conversion is attempted.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import zipfile
@@ -38,6 +39,8 @@ class SourceItem:
     work_id: str  # pieces of one work share it, so the split never separates them
     tune: int | None = None  # 1-based position of the tune in a multi-tune ABC file
     sha256: str = field(default="", compare=False)
+    real: str = field(default="", compare=False)  # the file's resolved path: two names of one file are one piece
+    via_link: bool = field(default=False, compare=False)  # read through a symbolic link
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -106,6 +109,51 @@ def check_bytes(data: bytes, fmt: str) -> str | None:
     return None
 
 
+_ABC_KEY = re.compile(rb"^\s*K:", re.MULTILINE)
+_KERN_SPINE = re.compile(rb"^\*\*", re.MULTILINE)
+
+
+def implausible(data: bytes, fmt: str) -> str | None:
+    """Why readable text is still not a score of this format (random bytes, a stray text file), or None.
+
+    Converters are lenient (abc2xml made a 22-bar piece of random printable bytes), so the structure each
+    format requires is checked here: ABC's K: field and a bar line, MusicXML's score element, Humdrum's
+    ``**`` spine.
+    """
+    if fmt == "abc":
+        if not _ABC_KEY.search(data):
+            return "not ABC music: no K: (key) field"
+        if b"|" not in data:
+            return "not ABC music: no bar line"
+        share = _abc_alphabet_share(data.decode("utf-8", "replace"))
+        if share < 0.8:
+            return f"not ABC music: only {share:.0%} of the tune body is ABC notation"
+    elif fmt == "musicxml":
+        text = data.decode("utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data.decode("latin-1")
+        if "<score-partwise" not in text and "<score-timewise" not in text:
+            return "not MusicXML: no <score-partwise> or <score-timewise> element"
+    elif fmt == "kern" and not _KERN_SPINE.search(data):
+        return "not Humdrum **kern: no ** spine"
+    return None
+
+
+_ABC_MUSIC = set("ABCDEFGabcdefgzZxXyTHLMOPSuv0123456789/|:[]()^_=,'<>-~.!+{} \t")
+_QUOTED = re.compile(r'"[^"\n]*"')
+
+
+def _abc_alphabet_share(text: str) -> float:
+    """Share of the tune body's characters that ABC notation uses (quoted text, fields and comments aside)."""
+    body = [
+        _QUOTED.sub("", ln.split("%", 1)[0])
+        for ln in text.splitlines()
+        if ln.strip() and not re.match(r"^\s*(?:[A-Za-z]:|%)", ln)
+    ]
+    chars = "".join(body)
+    if not chars:
+        return 1.0  # inline-field-only tunes are judged by the converter
+    return sum(c in _ABC_MUSIC for c in chars) / len(chars)
+
+
 def _latin1_only_in_comments(data: bytes) -> bool:
     for line in data.split(b"\n"):
         if not line.isascii() and not line.startswith(b"!"):
@@ -132,25 +180,46 @@ def _work_of(collection: str, rel: Path, title: str | None) -> str:
     return f"{collection}/{rel.with_suffix('').as_posix()}"
 
 
-def _items_from_file(path: Path, root: Path, source: str, collection: str, rejects: list[Reject]) -> list[SourceItem]:
-    rel = path.relative_to(root)
-    base_id = f"{slug(collection)}.{'.'.join(slug(p) for p in rel.with_suffix('').parts)}"
+def shown(path: str | Path) -> str:
+    """A path as text that any file name survives: bytes that are not UTF-8 appear as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _items_from_file(
+    path: Path, root: Path, source: str, collection: str, rejects: list[Reject], max_bytes: int
+) -> list[SourceItem]:
+    rel = Path(shown(path.relative_to(root)))
+    base_id = bounded_id(f"{slug(collection)}.{'.'.join(slug(p) for p in rel.with_suffix('').parts)}")
+    name = shown(path)
     fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
-        rejects.append(Reject(str(path), "read", f"unsupported extension {path.suffix or '(none)'!r}", base_id))
+        rejects.append(Reject(name, "read", f"unsupported extension {shown(path.suffix) or '(none)'!r}", base_id))
         return []
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            rejects.append(
+                Reject(
+                    name,
+                    "read",
+                    f"{size / 2**20:.1f} MB is over the size cap of {max_bytes / 2**20:g} MB (data.max_file_mb)",
+                    base_id,
+                )
+            )
+            return []
         data = path.read_bytes()
     except OSError as err:
-        rejects.append(Reject(str(path), "read", f"cannot read: {err.strerror or err}", base_id))
+        rejects.append(Reject(name, "read", f"cannot read: {err.strerror or err}", base_id))
         return []
-    problem = check_bytes(data, fmt)
+    problem = check_bytes(data, fmt) or implausible(data, fmt)
     if problem:
-        rejects.append(Reject(str(path), "read", problem, base_id))
+        rejects.append(Reject(name, "read", problem, base_id))
         return []
     data = normalize_text(data, fmt)
+    real, link = shown(os.path.realpath(path)), path.is_symlink()
     if fmt != "abc":
-        return [SourceItem(base_id, source, str(path), fmt, data, collection, _work_of(collection, rel, None))]
+        work = _work_of(collection, rel, None)
+        return [SourceItem(base_id, source, name, fmt, data, collection, work, real=real, via_link=link)]
     tunes = split_abc_tunes(data.decode("utf-8"))
     if not tunes:
         rejects.append(Reject(str(path), "read", "no ABC tune in file", base_id))
@@ -165,21 +234,59 @@ def _items_from_file(path: Path, root: Path, source: str, collection: str, rejec
             SourceItem(
                 pid,
                 source,
-                str(path),
+                name,
                 "abc",
                 tune.encode("utf-8"),
                 collection,
                 work,
                 tune=i if len(tunes) > 1 else None,
+                real=real,
+                via_link=link,
             )
         )
     return items
 
 
-def _walk(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
-    )
+def _walk(root: Path, rejects: list[Reject] | None = None) -> list[Path]:
+    """The files under ``root`` to consider, in a stable order; every link, folder and other entry that is not
+    read gets one reject row. Links are followed only to files inside ``root``; hidden entries are skipped."""
+    out: list[Path] = []
+    real_root = os.path.realpath(root)
+
+    def reject(path: Path, reason: str) -> None:
+        if rejects is not None:
+            rejects.append(Reject(shown(path), "read", reason))
+
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        for d in sorted(dirs):
+            path = here / d
+            if d.startswith("."):
+                reject(path, "a hidden folder: skipped")
+            elif path.is_symlink():
+                reject(path, "a link to a folder: not followed")
+            elif path.suffix.lower() in SUPPORTED_EXTENSIONS:
+                reject(path, "a folder named like a score file (its contents are read as any folder's)")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
+        for f in sorted(files):
+            path = here / f
+            if f.startswith("."):
+                reject(path, "a hidden file: skipped")
+            elif path.is_symlink():
+                target = os.path.realpath(path)
+                if not os.path.exists(target):
+                    reject(path, "a link that leads nowhere (dangling, or a loop): not followed")
+                elif os.path.commonpath([real_root, target]) != real_root:
+                    reject(path, "a link to a file outside the source folder: not followed")
+                elif not os.path.isfile(target):
+                    reject(path, "a link to something that is not a file: not followed")
+                else:
+                    out.append(path)
+            elif not path.is_file():
+                reject(path, "not a regular file (a pipe, socket or device)")
+            else:
+                out.append(path)
+    return sorted(out, key=lambda p: os.fsencode(p))
 
 
 def _sample(items: list[SourceItem], n: int, seed: int, salt: str) -> list[SourceItem]:
@@ -193,6 +300,7 @@ def enumerate_sources(cfg: DataConfig) -> tuple[list[SourceItem], list[Reject]]:
     """All pieces named by the config, and the files rejected while reading them."""
     items: list[SourceItem] = []
     rejects: list[Reject] = []
+    max_bytes = int(cfg.max_file_mb * 2**20)
     for source in cfg.sources:
         if source == SOURCE_MUSIC21:
             corpus = music21_corpus_dir()
@@ -208,7 +316,9 @@ def enumerate_sources(cfg: DataConfig) -> tuple[list[SourceItem], list[Reject]]:
                 for path in _walk(folder):
                     if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
                         continue  # music21 ships analyses (.rntxt) beside the scores; they are not pieces
-                    found.extend(_items_from_file(path, folder, f"music21:{collection}", collection, rejects))
+                    found.extend(
+                        _items_from_file(path, folder, f"music21:{collection}", collection, rejects, max_bytes)
+                    )
                 items.extend(_sample(found, cfg.collection_limits.get(collection, 0), cfg.seed, collection))
         else:
             root = Path(source).expanduser()
@@ -216,22 +326,48 @@ def enumerate_sources(cfg: DataConfig) -> tuple[list[SourceItem], list[Reject]]:
                 raise ConfigError(f"data.sources: {source!r} is neither 'music21' nor an existing folder")
             collection = slug(root.resolve().name)
             found = []
-            for path in _walk(root):
-                found.extend(_items_from_file(path, root, str(root), collection, rejects))
+            for path in _walk(root, rejects):
+                found.extend(_items_from_file(path, root, shown(root), collection, rejects, max_bytes))
             items.extend(_sample(found, cfg.collection_limits.get(collection, 0), cfg.seed, collection))
-    seen_files: set[tuple[str, int | None]] = set()
+    seen_files: dict[tuple[str, int | None], str] = {}
     ids: set[str] = set()
     unique = []
-    for it in items:
-        key = (str(Path(it.path).resolve()), it.tune)
-        if key in seen_files:  # two sources named the same file
+    for it in sorted(items, key=lambda it: it.via_link):  # a file's own name wins over a link's
+        key = (it.real or it.path, it.tune)
+        if key in seen_files:  # two sources (or a file and a link to it) name the same file
+            rejects.append(Reject(it.path, "read", f"the same file as {seen_files[key]}", it.piece_id))
             continue
-        seen_files.add(key)
-        if it.piece_id in ids:  # "x.mxl" beside "x.krn": keep both, told apart by extension
-            it = replace(it, piece_id=f"{it.piece_id}-{Path(it.path).suffix.lstrip('.').lower()}")
+        seen_files[key] = it.path
+        it = replace(it, piece_id=unique_id(it.piece_id, it.path, ids))
         ids.add(it.piece_id)
         unique.append(it)
     return _sample(unique, cfg.limit, cfg.seed, "limit"), rejects
+
+
+MAX_ID = 150  # ids name files (<id>_<KEY>.abc); most file systems allow 255 bytes
+
+
+def bounded_id(piece_id: str) -> str:
+    """``piece_id`` cut to MAX_ID characters, the cut part replaced by its hash so ids stay distinct."""
+    if len(piece_id) <= MAX_ID:
+        return piece_id
+    return f"{piece_id[: MAX_ID - 13]}-{hashlib.sha256(piece_id.encode()).hexdigest()[:12]}"
+
+
+def unique_id(piece_id: str, path: str, taken: set[str]) -> str:
+    """``piece_id``, or a variant of it no other piece has: "x.mxl" beside "x.krn" gets its extension, "x-y.xml"
+    beside "x.y.xml" (one slug) a short hash of its path; the same inputs always give the same ids."""
+    if piece_id not in taken:
+        return piece_id
+    candidate = f"{piece_id}-{slug(Path(path).suffix.lstrip('.').lower())}"
+    digest = hashlib.sha256(path.encode("utf-8", "backslashreplace")).hexdigest()
+    k = 6
+    while candidate in taken:
+        candidate = f"{piece_id}-{digest[:k]}"
+        k += 2
+        if k > len(digest):
+            candidate = f"{piece_id}-{digest}-{len(taken)}"
+    return candidate
 
 
 def mxl_inner_score(data: bytes) -> bytes:

@@ -82,7 +82,7 @@ def test_every_bad_input_class_is_rejected_with_its_reason(tmp_path: Path, score
         "latin1.abc": ("read", "not UTF-8"),
         "notes.pdf": ("read", "unsupported extension '.pdf'"),
         "garbage.krn": ("convert", "holds no notes"),
-        "webpage.xml": ("convert", "xml2abc"),
+        "webpage.xml": ("read", "not MusicXML: no <score-partwise>"),
         "long.abc": ("filter", "over the length limit"),
     }
     assert set(rejected) == set(expect)
