@@ -14,9 +14,32 @@ from typing import Any
 
 import torch
 
+from base.integrity import broken_seal, seal
 from orchestration.workers import WorkerContext
 
 log = logging.getLogger(__name__)
+
+
+def trusted_checkpoint(ckpt_dir: Path) -> str | None:
+    """The tag of the newest checkpoint to resume from, if DeepSpeed's ``latest`` names one whose seal holds.
+
+    DeepSpeed unpickles its checkpoints, so one that is not exactly what we wrote is never loaded: the run
+    starts again from step 0 instead (time lost, nothing run that we did not write).
+    """
+    latest = ckpt_dir / "latest"
+    if not latest.is_file():
+        return None
+    tag = latest.read_text(encoding="utf-8", errors="replace").strip()
+    folder = ckpt_dir / tag
+    problem = (
+        "it names no checkpoint folder inside the run"
+        if not tag or "/" in tag or tag.startswith(".") or not folder.is_dir()
+        else broken_seal(folder)
+    )
+    if problem:
+        log.warning("not resuming from %s: %s; training starts from step 0", folder, problem)
+        return None
+    return tag
 
 
 def sft_worker(loop_config: dict[str, Any]) -> None:
@@ -63,11 +86,12 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
     engine, *_ = deepspeed.initialize(model=model, optimizer=adamw(model, cfg.lr, cfg.weight_decay), config=ds_config)
 
     step, elapsed = 0, 0.0
-    if cfg.resume and (ckpt_dir / "latest").is_file():
-        _, client_state = engine.load_checkpoint(str(ckpt_dir))
+    tag = trusted_checkpoint(ckpt_dir) if cfg.resume else None
+    if tag is not None:
+        _, client_state = engine.load_checkpoint(str(ckpt_dir), tag=tag)
         step, elapsed = int(client_state["step"]), float(client_state.get("elapsed", 0.0))
         if main:
-            log.info("resumed from %s at step %d", ckpt_dir, step)
+            log.info("resumed from %s at step %d", ckpt_dir / tag, step)
 
     tracker = MetricLogger(job.tracking_uri, job.run_id if main else None)  # a no-op on the other ranks
     bar = tqdm(total=cfg.max_steps, initial=step, desc="sft", unit="step", disable=not main, mininterval=2)
@@ -114,7 +138,8 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
                 log.info("step %d: eval loss %.4f (%.3f bits/char)", step, ev["eval/loss"], ev["eval/bpc"])
         if step % cfg.save_every == 0 or last:
             engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state={"step": step, "elapsed": elapsed})
-            if main:
+            if main:  # DeepSpeed's save ends with a barrier: every rank's shard is on disk when this seals them
+                seal(ckpt_dir / f"step{step}")
                 prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
         if out_of_time:
             if main:
