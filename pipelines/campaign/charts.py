@@ -27,7 +27,9 @@ def _frame(title: str, lo: float, hi: float, xs: Sequence[float], body: str, xla
         f'<line x1="{PAD}" x2="{W - 8}" y1="{_y(v, lo, hi):.1f}" y2="{_y(v, lo, hi):.1f}" stroke="#eee"/>'
         for v in (lo + (hi - lo) * k / 4 for k in range(5))
     )
-    xt = "".join(f'<text x="{_x(x, xs):.1f}" y="{H - 14}" text-anchor="middle" font-size="9">{x:g}</text>' for x in xs)
+    xt = "".join(
+        f'<text x="{_x(x, xs):.1f}" y="{H - 14}" text-anchor="middle" font-size="9">{x:.3g}</text>' for x in xs
+    )
     return (
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
         f'role="img" aria-label="{html.escape(title)}"><text x="{W / 2}" y="14" text-anchor="middle" '

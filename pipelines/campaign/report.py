@@ -34,6 +34,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 h3{font-size:15px;margin:18px 0 6px}pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:11px}
+pre.wrap{white-space:pre-wrap}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.piece{border:1px solid #ddd;border-radius:6px;padding:8px;
 margin:6px 0}.piece .head{font-size:12px;color:#444;margin-bottom:4px}.score svg{width:100%;height:auto;
 max-height:420px}.pair{display:grid;grid-template-columns:1fr 1fr;gap:10px}.placeholder{background:#fff4f4;
@@ -145,7 +146,7 @@ def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
     ]
     text = summary(rows)
     if text:
-        parts.append(f"<h3>round 0 → {int(rows[-1]['round'])}</h3><pre>{_esc(text)}</pre>")
+        parts.append(f'<h3>round 0 → {int(rows[-1]["round"])}</h3><pre class="wrap">{_esc(text)}</pre>')
     if rows:
         parts.append(f"<h3>round table</h3><pre>{_esc(format_table(rows))}</pre>")
         parts.append("<h3>curves across rounds (bands: 95% intervals; dashed: the real pieces)</h3>")
