@@ -28,7 +28,7 @@ from orchestration.config import ProjectConfig, campaign_config
 from pipelines.campaign import identity, plan
 from pipelines.campaign.compare import load_rounds
 from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
-from pipelines.campaign.state import Markers
+from pipelines.campaign.state import Markers, all_stages
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +120,40 @@ class Campaign:
         return load_rounds(self.layout.root)
 
     def stage(self, name: str, fn: Callable[..., dict[str, Any] | None], *args: Any) -> dict[str, Any]:
-        """Run a stage unless its marker exists; the marker records the stage's info and wall time."""
-        done = self.markers.done(name)
-        if done is not None:
+        """Run a stage unless it finished and its outputs are still what its marker recorded.
+
+        A stage that runs (first time, interrupted, or damaged) makes every later stage stale: their markers
+        go, and the round outputs they made from this stage's old output are removed, so resume redoes
+        exactly the damaged stage and everything downstream of it.
+        """
+        marker, problems = self.markers.check(name)
+        if marker is not None:
             log.info("stage %s: done already", name)
-            return done
+            return marker
+        if problems:
+            log.warning("stage %s is damaged (%s): redoing it and every stage after it", name, "; ".join(problems))
+            self.markers.clear([name])
+        self._invalidate_after(name)
         log.info("stage %s ...", name)
         start = time.perf_counter()
         info = fn(*args) or {}
         info["seconds"] = time.perf_counter() - start
-        self.markers.mark(name, info)
+        self.markers.mark(name, info, self.layout.outputs(name, info))
         log.info("stage %s: done in %.1f s", name, info["seconds"])
         return self.markers.done(name) or info
+
+    def _invalidate_after(self, name: str) -> None:
+        stages = all_stages(self.cfg.rounds)
+        later = stages[stages.index(name) + 1 :]
+        removed = self.markers.clear(later)
+        if removed:
+            log.warning("stage %s runs again, so %d later stages will too (%s ...)", name, len(removed), removed[0])
+            for stage in removed:
+                for path in self.layout.made_here(stage):
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.exists():
+                        path.unlink()
 
     # ------------------------------------------------------------------ set-up stages
 

@@ -17,6 +17,22 @@ from base import atomic
 log = logging.getLogger(__name__)
 
 
+def _intact(path: Path, chunk: list[dict]) -> bool:
+    """Whether a unit's file holds one readable row for each of its items, in order (a unit is written
+    atomically, so anything else is damage done after: it is run again, and said so)."""
+    if not path.is_file():
+        return False
+    try:
+        rows = atomic.read_jsonl(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        log.warning("%s is damaged (%s): running the unit again", path, " ".join(str(err).split())[:120])
+        return False
+    if [r.get("id") for r in rows] != [c.get("id") for c in chunk]:
+        log.warning("%s does not hold its unit's %d pieces: running the unit again", path, len(chunk))
+        return False
+    return True
+
+
 def run_units(
     folder: Path,
     items: list[dict],
@@ -36,7 +52,7 @@ def run_units(
     unit_dir = folder / "units"
     unit_dir.mkdir(parents=True, exist_ok=True)
     todo = [
-        (n, (payload or (lambda c: c))(ch)) for n, ch in zip(names, chunks) if not (unit_dir / f"{n}.jsonl").is_file()
+        (n, (payload or (lambda c: c))(ch)) for n, ch in zip(names, chunks) if not _intact(unit_dir / f"{n}.jsonl", ch)
     ]
     stats: dict[str, float] = {"units": len(chunks), "units_run": len(todo)}
     if todo:

@@ -48,15 +48,25 @@ def _status(args: argparse.Namespace) -> int:
     project, name = campaign_config(args.dir)
     markers = Markers(args.dir)
     rows = status(args.dir, project.campaign.rounds)
-    done = sum(1 for _, s in rows if s == "done")
+    done = sum(1 for _, s, _ in rows if s == "done")
     lines = [f"campaign {args.dir} (config {name or '?'}): {done}/{len(rows)} stages done"]
-    for stage, state in rows:
+    signs = {"done": "✓", "next": "→", "damaged": "✗", "stale": "~", "pending": " "}
+    for stage, state, detail in rows:
         info = markers.done(stage) or {}
-        extra = f"  {info['seconds']:.1f} s" if "seconds" in info else ""
-        lines.append(f"  {'✓' if state == 'done' else ('→' if state == 'next' else ' ')} {stage:<16} {state}{extra}")
-    evaluated = load_rounds(args.dir)
+        extra = f"  {info['seconds']:.1f} s" if state == "done" and "seconds" in info else ""
+        extra += f"  {detail}" if detail else ""
+        extra += "  (its input will be made again)" if state == "stale" else ""
+        lines.append(f"  {signs[state]} {stage:<16} {state}{extra}")
+    damaged = [stage for stage, state, _ in rows if state == "damaged"]
+    if damaged:
+        lines.append(
+            f"{len(damaged)} damaged stage(s): `clampdpo campaign resume {args.dir}` redoes them and every stage "
+            "after them"
+        )
+    evaluated, unreadable = load_rounds(args.dir, strict=False)
     if evaluated:
         lines.append(format_table(evaluated))
+    lines += [f"unreadable: {u}" for u in unreadable]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any, Literal, overload
 
 from pipelines.campaign.artifacts import write_png
 from pipelines.campaign.metrics import format_table, summary
@@ -17,13 +18,34 @@ PLOTTED = [
 ]
 
 
-def load_rounds(campaign_dir: str | Path) -> list[dict[str, float]]:
-    """Metrics of every evaluated round of a campaign folder, in round order."""
+@overload
+def load_rounds(campaign_dir: str | Path) -> list[dict[str, float]]: ...
+@overload
+def load_rounds(campaign_dir: str | Path, strict: Literal[False]) -> tuple[list[dict[str, float]], list[str]]: ...
+
+
+def load_rounds(campaign_dir: str | Path, strict: bool = True) -> Any:
+    """Metrics of every evaluated round of a campaign folder, in round order.
+
+    A damaged metrics.json is an error naming it (``strict``), or is left out and named in the second item
+    of the returned pair (``strict=False``, for ``status``, which reports damage rather than stopping at it).
+    """
     folder = Path(campaign_dir)
     if not (folder / "campaign.json").is_file():
         raise FileNotFoundError(f"{folder}: not a campaign folder (no campaign.json)")
-    rows = [json.loads(f.read_text())["metrics"] for f in folder.glob("round-*/metrics.json")]
-    return sorted(rows, key=lambda r: r["round"])
+    rows, unreadable = [], []
+    for f in sorted(folder.glob("round-*/metrics.json")):
+        try:
+            row = json.loads(f.read_text(encoding="utf-8"))["metrics"]
+            float(row["round"])
+            rows.append(row)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            what = f"{f}: damaged ({' '.join(str(err).split())[:80]}); `clampdpo campaign resume {folder}` rebuilds it"
+            if strict:
+                raise ValueError(what) from None
+            unreadable.append(what)
+    rows.sort(key=lambda r: r["round"])
+    return rows if strict else (rows, unreadable)
 
 
 def compare_text(campaigns: dict[str, list[dict[str, float]]]) -> str:

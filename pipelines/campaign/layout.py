@@ -66,6 +66,36 @@ class Layout:
     def artifacts(self, k: int) -> Path:
         return self.round_dir(k) / "artifacts"
 
+    def outputs(self, stage: str, info: dict) -> list[Path]:
+        """What a finished stage wrote and its marker records (files or folders, checked before trusted)."""
+        if stage == "corpus":
+            return [Path(info["corpus"]) / "manifest.jsonl"] if info.get("corpus") else []
+        if stage == "policy":
+            return [Path(info["policy"])] if info.get("policy") else []
+        if stage in ("evaluator", "judge"):  # the weights and centroids, not the feature cache beside them
+            return [Path(info["dir"]) / "model", Path(info["dir"]) / "reference.npz"] if info.get("dir") else []
+        if stage == "prompts":
+            return [self.prompts_file]
+        if stage == "real":
+            return [self.real]
+        return self.made_here(stage)
+
+    def made_here(self, stage: str) -> list[Path]:
+        """The campaign-local outputs of a round stage: removed when an earlier stage is redone, since they
+        were made from inputs that will change (set-up stages overwrite theirs, or live in the shared cache)."""
+        if stage == "real":
+            return [self.real]
+        if not stage.startswith("round-"):
+            return []
+        k, step = int(stage[6:8]), stage.split("/", 1)[1]
+        return {
+            "sample": [self.samples(k)],
+            "score": [self.scores(k)],
+            "pairs": [self.pairs(k)],
+            "dpo": [self.dpo(k)],
+            "eval": [self.round_dir(k) / "eval", self.metrics(k), self.artifacts(k)],
+        }[step]
+
     def run_file(self, k: int) -> Path:
         """The id of round k's MLflow child run."""
         return self.round_dir(k) / "run.json"

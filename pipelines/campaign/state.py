@@ -1,34 +1,131 @@
-"""Where a campaign stands: one atomically written marker per finished stage.
+"""Where a campaign stands: one atomically written marker per finished stage, which also records what the
+stage produced (every output file's size and SHA-256), so the state on disk is checked before it is trusted.
 
-A stage is done exactly when its marker exists; its outputs are written (atomically) before the marker.
-A crash therefore leaves at most one stage half done, and that stage is redone on resume — keeping the
-work units it already finished, which are complete files of their own.
+A stage is done exactly when its marker exists and its outputs are still what the marker recorded. Outputs
+are written (atomically) before the marker, so a crash leaves at most one stage half done, and that stage is
+redone on resume, keeping the work units it already finished (complete files of their own, each checked
+when read). A stage whose outputs changed or vanished is damaged: resume redoes it and every stage after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from base import atomic
 
+# Files above this size are checked by size only: hashing a multi-GB checkpoint on every `status` costs more
+# than the damage it would find (a cut-short file changes its size).
+HASH_LIMIT = 256 * 2**20
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return []
+
+
+def snapshot(paths: list[Path], root: Path) -> dict[str, list[Any]]:
+    """{file: [size, sha256 or None]} for every file under ``paths``; names relative to ``root`` when inside."""
+    out: dict[str, list[Any]] = {}
+    for top in paths:
+        files = _files(top)
+        if not files:  # a stage output that is not there when the stage ends is recorded as such
+            out[_name(top, root)] = [None, None]
+        for f in files:
+            size = f.stat().st_size
+            out[_name(f, root)] = [size, _digest(f) if size <= HASH_LIMIT else None]
+    return out
+
+
+def _name(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def damage(recorded: dict[str, list[Any]], root: Path) -> list[str]:
+    """What no longer matches a snapshot: missing files, and files whose size or content changed."""
+    problems = []
+    for name, (size, sha) in sorted(recorded.items()):
+        path = Path(name) if os.path.isabs(name) else root / name
+        if size is None:
+            continue
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif path.stat().st_size != size:
+            problems.append(f"{name} changed ({size} → {path.stat().st_size} bytes)")
+        elif sha is not None and _digest(path) != sha:
+            problems.append(f"{name} changed (its content differs from what the stage wrote)")
+    return problems
+
 
 class Markers:
     def __init__(self, campaign_dir: str | Path):
-        self.dir = Path(campaign_dir) / "markers"
+        self.root = Path(campaign_dir)
+        self.dir = self.root / "markers"
 
     def path(self, stage: str) -> Path:
         return self.dir / f"{stage.replace('/', '.')}.json"
 
-    def done(self, stage: str) -> dict[str, Any] | None:
+    def read(self, stage: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(marker, None), (None, None) when the stage has none, or (None, why) when it cannot be read."""
         p = self.path(stage)
-        return json.loads(p.read_text()) if p.is_file() else None
+        if not p.is_file():
+            return None, None
+        try:
+            marker = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            return None, f"its marker {p.name} is damaged ({err})"
+        if not isinstance(marker, dict) or marker.get("stage") != stage:
+            return None, f"its marker {p.name} is not a marker of this stage"
+        return marker, None
 
-    def mark(self, stage: str, info: dict[str, Any] | None = None) -> None:
+    def done(self, stage: str) -> dict[str, Any] | None:
+        """The stage's marker when it is readable (whether its outputs still match is ``check``'s job)."""
+        return self.read(stage)[0]
+
+    def check(self, stage: str) -> tuple[dict[str, Any] | None, list[str]]:
+        """(marker, []) for a finished stage whose outputs are intact; (None, problems) for a damaged one;
+        (None, []) for a stage not finished yet."""
+        marker, problem = self.read(stage)
+        if problem:
+            return None, [problem]
+        if marker is None:
+            return None, []
+        problems = damage(marker.get("outputs", {}), self.root)
+        return (None, problems) if problems else (marker, [])
+
+    def mark(self, stage: str, info: dict[str, Any] | None = None, outputs: list[Path] | None = None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(self.path(stage), {"stage": stage, "finished_at": time.time(), **(info or {})})
+        record = {"stage": stage, "finished_at": time.time(), **(info or {})}
+        record["outputs"] = snapshot(outputs or [], self.root)
+        atomic.write_json(self.path(stage), record)
+
+    def clear(self, stages: list[str]) -> list[str]:
+        """Remove the markers of ``stages``; the ones that existed."""
+        removed = []
+        for stage in stages:
+            p = self.path(stage)
+            if p.exists():
+                p.unlink()
+                removed.append(stage)
+        return removed
 
 
 def round_stages(round_: int) -> list[str]:
@@ -46,16 +143,25 @@ def all_stages(rounds: int) -> list[str]:
     return SETUP_STAGES + [s for k in range(rounds + 1) for s in round_stages(k)]
 
 
-def status(campaign_dir: str | Path, rounds: int) -> list[tuple[str, str]]:
-    """(stage, 'done' | 'next' | 'pending') for every stage of the campaign."""
+def status(campaign_dir: str | Path, rounds: int) -> list[tuple[str, str, str]]:
+    """(stage, 'done' | 'damaged' | 'stale' | 'next' | 'pending', detail) for every stage of the campaign.
+
+    A stage after a damaged or unfinished one is 'stale' even if its marker is intact: its inputs will be
+    made again, so resume redoes it too.
+    """
     markers = Markers(campaign_dir)
-    out, seen_next = [], False
+    out: list[tuple[str, str, str]] = []
+    broken = False
     for stage in all_stages(rounds):
-        if markers.done(stage):
-            out.append((stage, "done"))
-        elif not seen_next:
-            out.append((stage, "next"))
-            seen_next = True
+        marker, problems = markers.check(stage)
+        if problems:
+            out.append((stage, "damaged", "; ".join(problems)))
+            broken = True
+        elif marker is not None:
+            out.append((stage, "stale" if broken else "done", ""))
+        elif not broken:
+            out.append((stage, "next", ""))
+            broken = True
         else:
-            out.append((stage, "pending"))
+            out.append((stage, "pending", ""))
     return out

@@ -54,13 +54,17 @@ def test_sample_ids_and_seeds_depend_only_on_campaign_round_prompt_and_index():
     assert [len(u) for u in units(r1, 5)] == [5] * (len(r1) // 5) + ([len(r1) % 5] if len(r1) % 5 else [])
 
 
+def _st(folder, rounds=1):
+    return {stage: (state, detail) for stage, state, detail in status(folder, rounds)}
+
+
 def test_markers_and_status(tmp_path):
     m = Markers(tmp_path)
-    assert status(tmp_path, 1)[0] == ("corpus", "next")
+    assert status(tmp_path, 1)[0] == ("corpus", "next", "")
     m.mark("corpus", {"corpus": "x"})
     m.mark("policy")
-    rows = dict(status(tmp_path, 1))
-    assert rows["corpus"] == "done" and rows["evaluator"] == "next" and rows["round-01/dpo"] == "pending"
+    rows = _st(tmp_path)
+    assert rows["corpus"][0] == "done" and rows["evaluator"][0] == "next" and rows["round-01/dpo"][0] == "pending"
     assert m.done("corpus")["corpus"] == "x" and m.done("judge") is None
     assert all_stages(2)[-5:] == [
         "round-02/sample",
@@ -70,6 +74,50 @@ def test_markers_and_status(tmp_path):
         "round-02/eval",
     ]
     assert not list(tmp_path.glob("markers/*.tmp*"))  # atomic writes leave no temp files
+
+
+def test_a_marker_records_its_outputs_and_status_finds_every_kind_of_damage(tmp_path):
+    m = Markers(tmp_path)
+    units = tmp_path / "round-01" / "samples" / "units"
+    units.mkdir(parents=True)
+    (units / "unit-0000.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n')
+    (tmp_path / "prompts.json").write_text('{"train": []}')
+    (tmp_path / "pairs.jsonl").write_text("{}\n")
+    for stage in all_stages(1)[:5]:
+        m.mark(stage)
+    m.mark("real", outputs=[tmp_path / "prompts.json"])
+    m.mark("round-00/eval")
+    m.mark("round-01/sample", outputs=[units.parent])
+    m.mark("round-01/score")
+    m.mark("round-01/pairs", outputs=[tmp_path / "pairs.jsonl"])
+    recorded = m.done("round-01/sample")["outputs"]
+    assert list(recorded) == ["round-01/samples/units/unit-0000.jsonl"] and recorded[
+        "round-01/samples/units/unit-0000.jsonl"
+    ][0] == len('{"id": "a"}\n{"id": "b"}\n')
+    assert {s for s, (state, _) in _st(tmp_path).items() if state == "done"} == set(all_stages(1)[:10])
+
+    # a unit cut short (markers intact), a file deleted, a file changed in place, a marker of garbage
+    (units / "unit-0000.jsonl").write_text('{"id": "a"}\n{"id"')
+    rows = _st(tmp_path)
+    assert rows["round-01/sample"][0] == "damaged" and "unit-0000.jsonl changed" in rows["round-01/sample"][1]
+    assert rows["round-01/score"][0] == "stale" and rows["round-01/pairs"][0] == "stale"
+    (units / "unit-0000.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n')
+    (tmp_path / "pairs.jsonl").unlink()
+    assert _st(tmp_path)["round-01/pairs"] == ("damaged", "pairs.jsonl is missing")
+    (tmp_path / "prompts.json").write_text('{"tRain": []}')  # same size, other content
+    rows = _st(tmp_path)
+    assert rows["real"][0] == "damaged" and "content differs" in rows["real"][1]
+    assert rows["round-00/eval"][0] == "stale"
+    m.path("corpus").write_text("{ not json")
+    rows = _st(tmp_path)
+    assert rows["corpus"][0] == "damaged" and "marker corpus.json is damaged" in rows["corpus"][1]
+    assert m.check("corpus") == (None, [rows["corpus"][1]])
+    m.path("policy").write_text('{"stage": "judge"}')
+    assert "not a marker of this stage" in _st(tmp_path)["policy"][1]
+    # a marker written before outputs were recorded is trusted as before
+    m.path("judge").write_text('{"stage": "judge", "finished_at": 1}')
+    assert m.check("judge")[1] == []
+    assert m.clear(["judge", "round-02/eval"]) == ["judge"]
 
 
 def test_pair_dataset_round_trip_with_version_and_provenance(tmp_path):
