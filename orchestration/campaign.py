@@ -169,7 +169,9 @@ class Campaign:
         key = stage_key(kind, corpus_fingerprint(self.corpus), config)
         if not self.cfg.cache_dir or self.rebuild:
             return key, None
-        return key, lookup(self.cfg.cache_dir, key)
+        hit = lookup(self.cfg.cache_dir, key)
+        # absolute: Ray Train workers and actors run in folders of their own, where a relative path leads nowhere
+        return key, hit.resolve() if hit is not None else None
 
     def train_policy(self) -> dict[str, Any]:
         if self.cfg.policy_from:
@@ -199,7 +201,7 @@ class Campaign:
             from pipelines.campaign.stage_cache import store
 
             store(self.cfg.cache_dir, key, result.out_dir, ["model", "sft_summary.json"], {"metrics": metrics})
-        return {"policy": str(result.model_dir), "trained": True, **metrics}
+        return {"policy": str(Path(result.model_dir).resolve()), "trained": True, **metrics}
 
     def train_evaluator(self, section: str) -> dict[str, Any]:
         given = self.cfg.evaluator_from if section == "evaluator" else self.cfg.judge_from

@@ -204,3 +204,25 @@ def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tm
     durations = [float(d) for d in re.findall(r'data-duration="([0-9.]+)"', page.dom)]
     assert len(durations) == page.dom.count("<audio") == engraved and all(d > 0 for d in durations)
     assert page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_another_seed_takes_the_trained_parts_from_a_relative_cache(smoke):
+    # the README's second command: seed 1 reuses the policy, evaluator and judge of seed 0 from campaign.cache_dir,
+    # here given relative to where the command runs (Ray's workers run elsewhere: paths must not stay relative)
+    import yaml
+
+    tmp = smoke["tmp"]
+    cfg = yaml.safe_load((tmp / "smoke.yaml").read_text())
+    cfg["campaign"]["cache_dir"] = "cache"
+    cfg["campaign"]["out_dir"] = "seed1"
+    (tmp / "seed1.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        CLI + ["campaign", "run", "--config", "seed1.yaml", "--set", "campaign.seed=1"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp,
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert res.stderr.count("trained before on this corpus with this config") == 3  # policy, evaluator, judge
+    assert (tmp / "seed1" / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()
