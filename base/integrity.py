@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from base import atomic
+from base.atomic import file_sha256
 
 SEAL_FILE = "clampdpo-seal.json"
 KEY_ENV = "CLAMPDPO_SEAL_KEY"
@@ -34,17 +35,9 @@ def _key() -> bytes:
     return path.read_bytes().strip()
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _listing(folder: Path) -> dict[str, str]:
     return {
-        p.relative_to(folder).as_posix(): _digest(p)
+        p.relative_to(folder).as_posix(): file_sha256(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != SEAL_FILE
     }

@@ -9,7 +9,6 @@ when read). A stage whose outputs changed or vanished is damaged: resume redoes 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,18 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from base import atomic
+from base.atomic import file_sha256
 
 # Files above this size are checked by size only: hashing a multi-GB checkpoint on every `status` costs more
 # than the damage it would find (a cut-short file changes its size).
 HASH_LIMIT = 256 * 2**20
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _files(path: Path) -> list[Path]:
@@ -48,7 +40,7 @@ def snapshot(paths: list[Path], root: Path) -> dict[str, list[Any]]:
             out[_name(top, root)] = [None, None]
         for f in files:
             size = f.stat().st_size
-            out[_name(f, root)] = [size, _digest(f) if size <= HASH_LIMIT else None]
+            out[_name(f, root)] = [size, file_sha256(f) if size <= HASH_LIMIT else None]
     return out
 
 
@@ -70,7 +62,7 @@ def damage(recorded: dict[str, list[Any]], root: Path) -> list[str]:
             problems.append(f"{name} is missing")
         elif path.stat().st_size != size:
             problems.append(f"{name} changed ({size} → {path.stat().st_size} bytes)")
-        elif sha is not None and _digest(path) != sha:
+        elif sha is not None and file_sha256(path) != sha:
             problems.append(f"{name} changed (its content differs from what the stage wrote)")
     return problems
 
