@@ -40,6 +40,8 @@ margin:6px 0}.piece .head{font-size:12px;color:#444;margin-bottom:4px}.score svg
 max-height:420px}.pair{display:grid;grid-template-columns:1fr 1fr;gap:10px}.placeholder{background:#fff4f4;
 border:1px dashed #d66;padding:10px;font-size:12px;color:#900}table.cfg td,table.cfg th{border:1px solid #ddd;
 padding:3px 6px;font-size:12px;vertical-align:top}details summary{cursor:pointer}
+table.numbers{border-collapse:collapse}table.numbers td,table.numbers th{border:1px solid #ddd;padding:3px 8px;
+font-size:12px;text-align:right}
 """
 # Marks each player once its sound is loaded (a test reads the marks): the page needs nothing from the web.
 SCRIPT = """
@@ -136,6 +138,37 @@ def _curves(campaigns: dict[str, list[dict]]) -> str:
     return '<div class="charts">' + "".join(charts_html) + "</div>"
 
 
+TRAINING_COLUMNS = [
+    ("pairs", "pairs/count"),
+    ("DPO margin", "rewards/margins"),
+    ("DPO accuracy", "rewards/accuracies"),
+    ("DPOP penalty", "dpop/penalty"),
+    ("FMD train", "train/frechet"),
+    ("FMD held-out", "heldout/frechet"),
+    ("JS pitch train", "train/js/pitch_class"),
+    ("JS duration train", "train/js/duration"),
+]
+
+
+def _training_table(rows: list[dict]) -> str:
+    """What the table of the terminal leaves out: DPO's own numbers and the distances to the real pieces."""
+
+    def cell(key: str, v: object) -> str:
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            return f"{v:.0f}" if key.endswith("/count") else f"{v:.3f}"
+        return "-"
+
+    head = "".join(f"<th>{_esc(name)}</th>" for name, _ in TRAINING_COLUMNS)
+    body = "".join(
+        f"<tr><td>{int(r['round'])}</td>"
+        + "".join(f"<td>{cell(key, r.get(key))}</td>" for _, key in TRAINING_COLUMNS)
+        + "</tr>"
+        for r in rows
+    )
+    title = "<h3>DPO and distances to the real pieces</h3>"
+    return f'{title}<table class="numbers"><tr><th>round</th>{head}</tr>{body}</table>'
+
+
 def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
     lay = Layout(root)
     state = read_state(root)
@@ -149,6 +182,7 @@ def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
         parts.append(f'<h3>round 0 → {int(rows[-1]["round"])}</h3><pre class="wrap">{_esc(text)}</pre>')
     if rows:
         parts.append(f"<h3>round table</h3><pre>{_esc(format_table(rows))}</pre>")
+        parts.append(_training_table(rows))
         parts.append("<h3>curves across rounds (bands: 95% intervals; dashed: the real pieces)</h3>")
         parts.append(_curves({root.name: rows}))
     real = atomic.read_jsonl(lay.real / SCORES_FILE)

@@ -32,6 +32,10 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.save({"model": _Evil()}, tmp_path / "evil.pth")
     torch.save({"model": {"x": torch.zeros(2)}}, tmp_path / "unknown.pth")
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "campaign.json").write_bytes(b"{\x00 not json")
+    (tmp_path / "configless").mkdir()
+    (tmp_path / "configless" / "campaign.json").write_text('{"config_name": "default"}')
     return tmp_path
 
 
@@ -49,6 +53,9 @@ CASES = [  # (argv, exit code, words the one line must contain)
     (["campaign", "status", "missing"], 2, "missing: not a campaign folder"),
     (["campaign", "status", "afile"], 2, "afile"),
     (["campaign", "resume", "missing"], 2, "missing: not a campaign folder"),
+    (["campaign", "status", "garbled"], 1, "garbled/campaign.json: damaged"),
+    (["campaign", "resume", "garbled"], 1, "garbled/campaign.json: damaged"),
+    (["campaign", "status", "configless"], 1, "configless/campaign.json: holds no campaign config"),
     (["campaign", "compare", "missing", "missing2"], 2, "missing"),
     (["report", "missing"], 2, "missing"),
     (["data", "verify", "missing"], 2, "missing"),

@@ -190,6 +190,7 @@ def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tm
     assert res.returncode == 0 and "report written to" in res.stdout, res.stderr[-2000:]
     text = (out / "report.html").read_text()
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # nothing fetched
+    assert "<th>DPO accuracy</th>" in text and "<th>FMD held-out</th>" in text
     if not CHROMIUM:
         pytest.skip(WHY_SKIPPED)
     page = open_page(out / "report.html", tmp_path / "report.png")
