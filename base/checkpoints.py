@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from base.errors import CheckpointError
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not match the expected layout; the message names the file or key."""
+__all__ = ["CheckpointError", "read_checkpoint"]
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

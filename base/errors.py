@@ -6,6 +6,12 @@ import zipfile
 from xml.etree.ElementTree import ParseError
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not match the expected layout; the message names the file or key.
+
+    Defined here, away from torch, so the command line's error path can name it without importing torch."""
+
+
 def describe(err: BaseException) -> str:
     """A short account of ``err`` for a reject row or a log line (one line, no exception class names)."""
     message = " ".join(str(err).split())[:200]

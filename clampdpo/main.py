@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def classify(err: BaseException) -> tuple[int, str]:
     """Exit code (2: usage or config, 1: failure) and the words that start the one-line error."""
-    from base.checkpoints import CheckpointError
+    from base.errors import CheckpointError
     from clampdpo.args import UsageError
 
     if isinstance(err, ConfigError):
