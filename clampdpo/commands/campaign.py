@@ -41,7 +41,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from orchestration.config import campaign_config
-    from pipelines.campaign.compare import load_rounds
+    from pipelines.campaign.compare import read_rounds
     from pipelines.campaign.metrics import format_table
     from pipelines.campaign.state import Markers, status
 
@@ -63,7 +63,7 @@ def _status(args: argparse.Namespace) -> int:
             f"{len(damaged)} damaged stage(s): `clampdpo campaign resume {args.dir}` redoes them and every stage "
             "after them"
         )
-    evaluated, unreadable = load_rounds(args.dir, strict=False)
+    evaluated, unreadable = read_rounds(args.dir)
     if evaluated:
         lines.append(format_table(evaluated))
     lines += [f"unreadable: {u}" for u in unreadable]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal, overload
 
 from pipelines.campaign.artifacts import write_png
 from pipelines.campaign.metrics import format_table, summary
@@ -18,18 +17,9 @@ PLOTTED = [
 ]
 
 
-@overload
-def load_rounds(campaign_dir: str | Path) -> list[dict[str, float]]: ...
-@overload
-def load_rounds(campaign_dir: str | Path, strict: Literal[False]) -> tuple[list[dict[str, float]], list[str]]: ...
-
-
-def load_rounds(campaign_dir: str | Path, strict: bool = True) -> Any:
-    """Metrics of every evaluated round of a campaign folder, in round order.
-
-    A damaged metrics.json is an error naming it (``strict``), or is left out and named in the second item
-    of the returned pair (``strict=False``, for ``status``, which reports damage rather than stopping at it).
-    """
+def read_rounds(campaign_dir: str | Path) -> tuple[list[dict[str, float]], list[str]]:
+    """Metrics of every evaluated round in round order, and a line for each metrics.json that is damaged
+    (left out; ``status`` reports damage rather than stopping at it)."""
     folder = Path(campaign_dir)
     if not (folder / "campaign.json").is_file():
         raise FileNotFoundError(f"{folder}: not a campaign folder (no campaign.json)")
@@ -40,12 +30,18 @@ def load_rounds(campaign_dir: str | Path, strict: bool = True) -> Any:
             float(row["round"])
             rows.append(row)
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-            what = f"{f}: damaged ({' '.join(str(err).split())[:80]}); `clampdpo campaign resume {folder}` rebuilds it"
-            if strict:
-                raise ValueError(what) from None
-            unreadable.append(what)
+            why = " ".join(str(err).split())[:80]
+            unreadable.append(f"{f}: damaged ({why}); `clampdpo campaign resume {folder}` rebuilds it")
     rows.sort(key=lambda r: r["round"])
-    return rows if strict else (rows, unreadable)
+    return rows, unreadable
+
+
+def load_rounds(campaign_dir: str | Path) -> list[dict[str, float]]:
+    """Metrics of every evaluated round of a campaign folder, in round order; a damaged one is an error."""
+    rows, unreadable = read_rounds(campaign_dir)
+    if unreadable:
+        raise ValueError(unreadable[0])
+    return rows
 
 
 def compare_text(campaigns: dict[str, list[dict[str, float]]]) -> str:
