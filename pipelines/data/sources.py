@@ -129,8 +129,8 @@ def implausible(data: bytes, fmt: str) -> str | None:
         if share < 0.8:
             return f"not ABC music: only {share:.0%} of the tune body is ABC notation"
     elif fmt == "musicxml":
-        text = data.decode("utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data.decode("latin-1")
-        if "<score-partwise" not in text and "<score-timewise" not in text:
+        text = data.decode("utf-16").encode() if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data
+        if b"<score-partwise" not in text and b"<score-timewise" not in text:
             return "not MusicXML: no <score-partwise> or <score-timewise> element"
     elif fmt == "kern" and not _KERN_SPINE.search(data):
         return "not Humdrum **kern: no ** spine"
