@@ -103,6 +103,7 @@ class ScoreRecord:
     pitch_class_entropy: float = math.nan
     meter_bars: int = 0  # voice-bars checked against the meter (evaluators/meter.py)
     meter_full: int = 0  # of those, the bars that fill it
+    time_signature: str = ""  # its header's M: (the metre distribution is a guard: evaluators/meter.py)
     parses_abc: bool | None = None  # music21's own ABC reader reads it (None: not checked)
     stats: dict[str, list[int]] | None = None  # note histograms (evaluators/music_stats.py), when it parses
     feature: list[float] = field(default_factory=list, repr=False)
@@ -243,7 +244,7 @@ class Evaluator:
 
     def _guard(self, rec: ScoreRecord, text: str, feature: np.ndarray, music21_abc: bool) -> None:
         """The checks of one readable piece that are not the reward."""
-        from evaluators.meter import meter_fill
+        from evaluators.meter import meter_fill, time_signature
         from evaluators.music_stats import note_stats, parses_with_music21_abc
 
         v = check_validity(text)
@@ -264,6 +265,7 @@ class Evaluator:
                 rec.stats = note_stats(v.score)
             except Exception:  # an odd score object: no statistics for this piece
                 rec.stats = None
+        rec.time_signature = time_signature(text)
         try:
             fill = meter_fill(text)
             rec.meter_bars, rec.meter_full = fill.bars, fill.full

@@ -20,7 +20,14 @@ from fractions import Fraction
 
 _VOICE = re.compile(r"\[V:([^\]]+)\]")
 _INLINE = re.compile(r"\[([LM]):([^\]]*)\]")
+_HEADER_METER = re.compile(r"^M:\s*(\S*)", re.MULTILINE)
 _BARLINE_END = re.compile(r"(:*\|+\]?:*|:*\[\|:*|::)\s*(\[?\d+(,\d+)*)?\s*$")
+
+
+def time_signature(text: str) -> str:
+    """A piece's time signature as its header gives it (the first ``M:`` line), '' when it has none."""
+    m = _HEADER_METER.search(text)
+    return m.group(1) if m else ""
 
 
 @dataclass(frozen=True)

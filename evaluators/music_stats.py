@@ -84,3 +84,16 @@ def parses_with_music21_abc(standard_abc: str) -> tuple[bool, str]:
     except Exception as err:  # music21's ABC reader raises many kinds of errors on bad input
         first = (str(err).strip().splitlines() or [""])[0][:200]
         return False, f"music21 (ABC) cannot read it: {type(err).__name__}: {first}"
+
+
+# Key-free statistics: a piece's pitch classes depend on its key, which real pieces of a prompt vary widely
+RHYTHM_AND_MOTION = ("duration", "interval")
+
+
+def atypicality(stats: dict[str, list[int]] | None, reference: dict[str, list[int]]) -> float:
+    """How far one piece's note lengths and melodic intervals are from a set of pieces (``reference``: their
+    summed histograms): the larger Jensen-Shannon divergence of the two; nan when the piece has no notes."""
+    if not stats:
+        return math.nan
+    values = [js_divergence(stats[name], reference[name]) for name in RHYTHM_AND_MOTION]
+    return math.nan if any(math.isnan(v) for v in values) else max(values)

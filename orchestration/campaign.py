@@ -262,7 +262,8 @@ class Campaign:
         return self._sample(specs, self.policy_dir(k - 1), self.layout.samples(k))
 
     def score_candidates(self, k: int) -> dict[str, Any]:
-        return self._score(self.layout.samples(k), self.layout.scores(k))
+        # the parse guard is an exclusion only when asked for: music21's ABC reader costs ~0.1 s a piece
+        return self._score(self.layout.samples(k), self.layout.scores(k), music21_abc=self.project.dpo.require_parse)
 
     def make_pairs(self, k: int) -> dict[str, Any]:
         from pipelines.campaign.pairs import round_pairs
@@ -271,10 +272,9 @@ class Campaign:
         samples = {s["id"]: s for s in atomic.read_jsonl(self.layout.samples(k) / SAMPLES_FILE)}
         scores = atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE)
         lines = {p.key: p.lines for p in self.prompts.train}
-        from pipelines.campaign.metrics import per_prompt
-
-        real_means = per_prompt(atomic.read_jsonl(self.layout.real / SCORES_FILE))
-        result = round_pairs(samples, scores, lines, self.project.dpo, k, real_means)
+        real = atomic.read_jsonl(self.layout.real / SCORES_FILE)
+        real_texts = {r["id"]: r["interleaved"] for r in atomic.read_jsonl(self.layout.real / SAMPLES_FILE)}
+        result = round_pairs(samples, scores, lines, self.project.dpo, k, real, real_texts)
         write_pairs(
             self.layout.pairs(k),
             result.records,

@@ -13,6 +13,7 @@ held-out pieces (the eval split of the corpus, scored the same way):
     {group}/validity, meter_fill, parse_abc, plagiarism, finished        guard rates
     {group}/diversity                mean pairwise cosine of samples within a prompt (real: {group}/real/...)
     {group}/js/{pitch_class,interval,duration}  Jensen-Shannon divergence of note statistics from real pieces
+    {group}/js/meter                 the same for the time signatures (a policy collapsing onto one metre)
     {group}/frechet                  Fréchet distance of the features to the prompt's ground truth
     {group}/real/{clamp,judge,validity,meter_fill,parse_abc,diversity}   the same for the real pieces
 """
@@ -20,7 +21,7 @@ held-out pieces (the eval split of the corpus, scored the same way):
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import numpy as np
@@ -76,6 +77,15 @@ def _js(rows: list[dict], real: list[dict]) -> dict[str, float]:
             if not math.isnan(d):
                 values.append(d)
         out[name] = float(np.mean(values)) if values else math.nan
+    values = []
+    for prompt, group in _by_prompt(rows).items():
+        mine = Counter(r["time_signature"] for r in group if r.get("time_signature"))
+        theirs = Counter(r["time_signature"] for r in real_of.get(prompt, []) if r.get("time_signature"))
+        names = sorted(set(mine) | set(theirs))
+        d = js_divergence([mine[n] for n in names], [theirs[n] for n in names])
+        if not math.isnan(d):
+            values.append(d)
+    out["meter"] = float(np.mean(values)) if values else math.nan
     return out
 
 
@@ -200,6 +210,7 @@ COLUMNS = [  # (header, metric name, format): rates and distances of a group
     (">real", "above_real", "{:.2f}"),
     ("AUC", "auc_real_vs_samples", "{:.2f}"),
     ("JS int", "js/interval", "{:.3f}"),
+    ("JS M", "js/meter", "{:.2f}"),
 ]
 
 

@@ -26,6 +26,7 @@ TRL_LOSS_TYPES = (
     "sigmoid_norm",
 )
 LOSS_TYPES = ("dpop",) + TRL_LOSS_TYPES
+STYLES = ("meter", "rhythm")  # what the chosen may be made to share with the real pieces (campaign/pairs.py)
 
 
 @dataclass
@@ -45,9 +46,35 @@ class DPORoundConfig:
     )
     cap_at_real: bool = option(
         False,
-        help="A candidate scoring above the mean score of its prompt's real held-out pieces may not be chosen: "
-        "the policy is taught to climb toward real music, not past it to something more typical than any real "
-        "piece (the over-optimisation a centroid reward invites).",
+        help="A candidate scoring above its prompt's real held-out pieces (their mean, or cap_quantile of their "
+        "scores) may not be chosen: the policy is taught to climb toward real music, not past it to something "
+        "more typical than any real piece (the over-optimisation a centroid reward invites).",
+    )
+    cap_quantile: Optional[float] = option(
+        None,
+        help="With cap_at_real: the ceiling is this quantile of the real pieces' scores instead of their mean. "
+        "Half of the real pieces score above their mean, so a mean ceiling also bars the samples most like them "
+        "(on the default corpus it barred a third of the American 2/4 tunes, the prompt's commonest metre, and "
+        "the policy left that metre); 0.9 bars only what scores above nearly every real piece.",
+    )
+    require_parse: bool = option(
+        False,
+        help="A candidate may be chosen only when music21's own ABC reader reads it (the parse-rate guard used "
+        "as an exclusion; the candidates are then checked while they are scored, ~0.1 s each on a CPU core).",
+    )
+    chosen_like_real: list[str] = option(
+        default_factory=list,
+        help="Make each prompt's chosen keep the shares of its real held-out pieces' styles in these respects: "
+        "'meter' (the first M: line), 'rhythm' (the most common note length). Each style gets its share of the "
+        "chosen places, filled by its best eligible candidates, so the reward cannot move a prompt to a style "
+        "its real pieces seldom use; empty = the best candidates whatever their style (NotaGen).",
+    )
+    typical_notes_quantile: Optional[float] = option(
+        None,
+        help="A candidate may be chosen only when its note lengths and melodic intervals (Jensen-Shannon "
+        "divergence of its histograms to those of the prompt's real held-out pieces) are no further from the "
+        "real pieces than this quantile of the real pieces' own divergences: the reward cannot teach a rhythm "
+        "the prompt's music does not use. None turns it off.",
     )
     max_pairs_per_prompt: Optional[int] = option(
         None, help="Cap on chosen × rejected pairs per prompt (a seeded draw); None keeps them all."
@@ -78,6 +105,18 @@ class DPORoundConfig:
     def __post_init__(self) -> None:
         check(0 < self.select_portion <= 0.5, "select_portion", f"must be in (0, 0.5], got {self.select_portion}")
         check(0.0 <= self.min_meter_fill <= 1.0, "min_meter_fill", f"must be in [0, 1], got {self.min_meter_fill}")
+        unknown = sorted(set(self.chosen_like_real) - set(STYLES))
+        check(not unknown, "chosen_like_real", f"unknown {unknown}: choose from {', '.join(STYLES)}")
+        check(
+            self.cap_quantile is None or 0 < self.cap_quantile <= 1,
+            "cap_quantile",
+            f"must be in (0, 1] or empty, got {self.cap_quantile}",
+        )
+        check(
+            self.typical_notes_quantile is None or 0 < self.typical_notes_quantile <= 1,
+            "typical_notes_quantile",
+            f"must be in (0, 1] or empty, got {self.typical_notes_quantile}",
+        )
         check(
             self.max_pairs_per_prompt is None or self.max_pairs_per_prompt >= 1,
             "max_pairs_per_prompt",

@@ -4,6 +4,16 @@ Per prompt, candidates are ranked by CLaMP score. The chosen are the best ``sele
 candidates that pass the exclusions (bars not aligned / invalid, staves of one instrument not grouped,
 plagiarism); the rejected are the worst ``select_portion`` of the rest (an excluded piece is a fine
 rejection). Pairs are every chosen × every rejected, capped per prompt by a seeded draw.
+
+Candidates may also carry a ``group`` (their style: the campaign gives each its time signature when
+``dpo.chosen_like_real`` asks), and a prompt may come with the shares of those groups among its real
+pieces: then the chosen keep those shares (each group gets its share of the chosen places, largest
+remainders first, filled by its best eligible candidates; places a group cannot fill stay empty). Left
+to rank across groups, our reward moved a prompt's samples to the metres it happens to favour (American
+tunes from 2/4 to 6/8, a metre a tenth of its real pieces use); taught by chosen shaped like the real
+pieces, the policy's styles move toward theirs instead. Pairing only inside a group was tried too: it
+froze the metres where the reward had moved them toward the real pieces (Irish tunes toward 6/8) and the
+independent judge fell.
 """
 
 from __future__ import annotations
@@ -28,15 +38,24 @@ class Candidate:
     staves_grouped: bool = True
     meter_fill: float = 1.0  # share of its bars that fill the meter (evaluators/meter.py)
     min_meter_fill: float = 0.0  # below this it may not be chosen (dpo.min_meter_fill)
-    ceiling: float = math.inf  # above this score it may not be chosen (dpo.cap_at_real: the real pieces' mean)
+    ceiling: float = math.inf  # above this score it may not be chosen (dpo.cap_at_real)
+    parses: bool | None = None  # music21's own ABC reader reads it (None: not checked)
+    require_parse: bool = False  # unread (or unchecked) it may not be chosen (dpo.require_parse)
+    group: str = ""  # pairs are made inside a group only (dpo.chosen_like_real: its time signature)
+    atypicality: float = math.nan  # its note lengths / intervals against the prompt's real pieces (music_stats)
+    max_atypicality: float = math.inf  # above this (or nan) it may not be chosen (dpo.typical_notes_quantile)
 
     @property
     def excluded(self) -> str:
         """Why the piece may not be chosen ('' when it may)."""
         if not self.valid:
             return "invalid or bars not aligned"
+        if self.require_parse and self.parses is not True:
+            return "music21 cannot read it" if self.parses is False else "not checked by music21"
         if self.min_meter_fill > 0 and not self.meter_fill >= self.min_meter_fill:  # nan (no bars) fails a floor
             return "bars do not fill the meter"
+        if self.max_atypicality < math.inf and not self.atypicality <= self.max_atypicality:
+            return "note lengths or intervals unlike the prompt's real pieces"
         if not self.staves_grouped:
             return "staves of one instrument not grouped"
         if self.plagiarism:
@@ -80,13 +99,37 @@ def staves_grouped(abc: str) -> bool:
     return all(any(set(voices) <= g for g in groups) for voices in shared)
 
 
-def select(candidates: list[Candidate], portion: float) -> tuple[list[Candidate], list[Candidate]]:
-    """(chosen, rejected) of one prompt's candidates."""
+def places(k: int, shares: dict[str, float]) -> dict[str, int]:
+    """``k`` places split in proportion to ``shares`` (largest remainders first, ties by name)."""
+    total = sum(v for v in shares.values() if v > 0)
+    if k <= 0 or total <= 0:
+        return {}
+    exact = {g: k * v / total for g, v in shares.items() if v > 0}
+    out = {g: math.floor(x) for g, x in exact.items()}
+    for g in sorted(exact, key=lambda g: (-(exact[g] - out[g]), g))[: k - sum(out.values())]:
+        out[g] += 1
+    return out
+
+
+def select(
+    candidates: list[Candidate], portion: float, shares: dict[str, float] | None = None
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(chosen, rejected) of one prompt's candidates; with ``shares`` (of the candidates' groups among the
+    prompt's real pieces) the chosen keep them."""
     if not 0 < portion <= 0.5:
         raise ValueError(f"select_portion must be in (0, 0.5], got {portion}")
     k = max(1, round(portion * len(candidates)))
     ranked = sorted(candidates, key=lambda c: (-c.score if not math.isnan(c.score) else math.inf, c.id))
-    chosen = [c for c in ranked if not c.excluded][:k]
+    eligible = [c for c in ranked if not c.excluded]
+    if shares is None:
+        chosen = eligible[:k]
+    else:
+        quota = places(k, shares)
+        chosen = []
+        for c in eligible:
+            if quota.get(c.group, 0) > 0:
+                chosen.append(c)
+                quota[c.group] -= 1
     taken = {c.id for c in chosen}
     rest = [c for c in ranked if c.id not in taken]
     rejected = rest[-k:] if rest else []
@@ -98,15 +141,21 @@ def select(candidates: list[Candidate], portion: float) -> tuple[list[Candidate]
 
 
 def build_pairs(
-    candidates: list[Candidate], portion: float = 0.1, max_pairs_per_prompt: int | None = None, seed: int = 0
+    candidates: list[Candidate],
+    portion: float = 0.1,
+    max_pairs_per_prompt: int | None = None,
+    seed: int = 0,
+    shares: dict[str, dict[str, float]] | None = None,
 ) -> list[Pair]:
-    """Pairs of every prompt, in prompt order; deterministic for a seed."""
+    """Pairs of every prompt, in prompt order; deterministic for a seed. ``shares[prompt]``, when given, are
+    the shares of the candidates' groups among that prompt's real pieces, for the chosen to keep (a prompt
+    without them is ranked as one group)."""
     by_prompt: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:
         by_prompt[c.prompt].append(c)
     pairs: list[Pair] = []
     for prompt in sorted(by_prompt):
-        chosen, rejected = select(by_prompt[prompt], portion)
+        chosen, rejected = select(by_prompt[prompt], portion, (shares or {}).get(prompt) or None)
         these = [Pair(prompt, c.id, r.id, c.score, r.score) for c in chosen for r in rejected]
         if max_pairs_per_prompt is not None and len(these) > max_pairs_per_prompt:
             rng = random.Random(f"{seed}:{prompt}")

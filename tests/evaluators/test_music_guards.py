@@ -12,7 +12,7 @@ import pytest
 from base.abc.score import parse_interleaved
 from evaluators.corrupt import bar_lengths, cut_ending, octave_leaps, stutter
 from evaluators.meter import meter_fill, meter_length
-from evaluators.music_stats import js_divergence, note_stats, parses_with_music21_abc
+from evaluators.music_stats import atypicality, js_divergence, note_stats, parses_with_music21_abc
 
 HEAD = "L:1/8\nM:3/4\nK:G\nV:1 treble\n"
 
@@ -65,6 +65,18 @@ def test_note_statistics_and_their_divergence():
     assert s["duration"][3] == 3 and s["duration"][6] == 1  # three quarter notes and a dotted half
     assert js_divergence([1, 0], [1, 0]) == 0.0 and js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)
     assert math.isnan(js_divergence([0, 0], [1, 0]))
+
+
+def test_atypicality_reads_note_lengths_and_intervals_not_pitch_classes():
+    eighths = note_stats(parse_interleaved(HEAD + "[V:1]GABc dBGA|\n[V:1]BcdB cAFD|\n"))
+    same_in_another_key = note_stats(parse_interleaved(HEAD + "[V:1]ABcd ecAB|\n[V:1]cdec dBGE|\n"))
+    sixteenths = note_stats(parse_interleaved(HEAD + "[V:1]G/A/B/c/ d/B/G/A/ B/c/d/B/ c/A/F/D/|\n"))
+    assert atypicality(eighths, eighths) == 0.0
+    # a transposed tune is as typical as the tune (pitch classes differ, lengths and intervals do not) ...
+    assert atypicality(same_in_another_key, eighths) < 0.05
+    # ... while the same tune in sixteenth notes is as far as note lengths can be
+    assert atypicality(sixteenths, eighths) == pytest.approx(1.0)
+    assert math.isnan(atypicality(None, eighths))
 
 
 def test_training_corruptions_break_what_they_say():

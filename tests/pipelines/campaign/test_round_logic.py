@@ -12,7 +12,7 @@ import pytest
 from pipelines.campaign import identity
 from pipelines.campaign.layout import Layout
 from pipelines.campaign.metrics import format_table, round_metrics, summary, training_metrics
-from pipelines.campaign.pairs import round_pairs
+from pipelines.campaign.pairs import candidates, main_note_length, real_ceilings, round_pairs, style_shares, styles
 from pipelines.dpo.config import DPORoundConfig
 
 LINES = {"A": ("%Folk\n", "%Trad\n", "%Solo\n"), "B": ("%Baroque\n", "%Bach\n", "%Chorus\n")}
@@ -66,6 +66,85 @@ def test_round_pairs_split_each_text_at_its_prompt_lines_and_follow_the_rules():
     assert result.prompts == 2
 
 
+def test_round_pairs_shape_the_chosen_like_the_real_pieces_and_read_the_parse_guard_from_the_scores():
+    meters = {"s1": "6/8", "s2": "6/8", "s3": "2/4", "s4": "2/4", "s5": "6/8"}
+    samples = {i: _sample(i, "A", f"M:{m}\nK:D\n") for i, m in meters.items()}
+    scores = [_score(i, "A", v) for i, v in zip(meters, (0.9, 0.8, 0.5, 0.1, 0.05))]
+    for row in scores:
+        row["parses_abc"] = row["id"] != "s1"
+
+    def pairs(real_meters: list[str], **cfg) -> list[tuple[str, str]]:
+        real = [{"id": f"r{j}", "prompt": "A", "clamp_score": 1.0} for j in range(len(real_meters))]
+        texts = {f"r{j}": f"L:1/8\nM:{m}\nK:D\n" for j, m in enumerate(real_meters)}
+        result = round_pairs(samples, scores, LINES, DPORoundConfig(select_portion=0.4, **cfg), 1, real, texts)
+        return [(r.chosen_id, r.rejected_id) for r in result.records]
+
+    assert pairs(["2/4", "6/8"]) == [("s1", "s4"), ("s1", "s5"), ("s2", "s4"), ("s2", "s5")]
+    # music21 cannot read s1, so s3 moves up into the chosen
+    guarded = pairs(["2/4", "6/8"], require_parse=True)
+    assert guarded == [("s2", "s4"), ("s2", "s5"), ("s3", "s4"), ("s3", "s5")]
+    assert pairs(["2/4", "6/8"], require_parse=True, chosen_like_real=["meter"]) == guarded  # one place each
+    # the real pieces are all 2/4: both places go to 2/4 pieces, whatever the reward thinks of 6/8
+    assert pairs(["2/4", "2/4"], chosen_like_real=["meter"]) == [("s3", "s5"), ("s4", "s5")]
+
+
+def _durations(counts: dict[int, int]) -> dict[str, list[int]]:
+    """Note statistics with these duration-bin counts (bin 1 = eighths, 0 = sixteenths) and steps up a tone."""
+    duration = [0] * 9
+    for b, n in counts.items():
+        duration[b] = n
+    interval = [0] * 25
+    interval[14] = max(1, sum(counts.values()) - 1)
+    return {"pitch_class": [1] * 12, "interval": interval, "duration": duration}
+
+
+def test_styles_name_metre_and_main_note_length_and_real_pieces_give_their_shares():
+    texts = {"s1": "M:6/8\nK:D\n", "s2": "K:D\n", "r1": "M:2/4\n", "r2": "M:2/4\n", "r3": "M:6/8\n"}
+    scores = [{"id": "s1", "stats": _durations({1: 9, 0: 3})}, {"id": "s2", "stats": None}]
+    assert styles(texts, scores, ["meter", "rhythm"])["s1"] == "meter=6/8 rhythm=0.5"
+    assert styles(texts, scores, ["meter", "rhythm"])["s2"] == "meter= rhythm="
+    assert styles(texts, scores, ["rhythm"])["s1"] == "rhythm=0.5"
+    assert main_note_length(_durations({0: 5, 1: 4})) == "0.25" and main_note_length(_durations({8: 2})) == "other"
+    real = [{"id": "r1", "prompt": "A"}, {"id": "r2", "prompt": "A"}, {"id": "r3", "prompt": "A"}]
+    shares = style_shares(real, styles(texts, real, ["meter"]))
+    assert shares == {"A": {"meter=2/4": 2 / 3, "meter=6/8": 1 / 3}}
+    with pytest.raises(ValueError, match="chosen_like_real"):
+        DPORoundConfig(chosen_like_real=["key"])
+
+
+def test_the_real_pieces_ceiling_is_their_mean_or_a_quantile():
+    real = [{"prompt": "A", "clamp_score": v} for v in (0.1, 0.2, 0.3, 0.4, 1.0)] + [
+        {"prompt": "B", "clamp_score": math.nan}
+    ]
+    assert real_ceilings(real, None) == {"A": pytest.approx(0.4)}
+    assert real_ceilings(real, 0.75) == {"A": pytest.approx(0.4)} and real_ceilings(real, 1.0) == {"A": 1.0}
+    rows = [_score("s1", "A", 0.5), _score("s2", "A", 0.35)]
+    mean_cap = {c.id: c.excluded for c in candidates(rows, DPORoundConfig(cap_at_real=True), real)}
+    assert "over-optimisation" in mean_cap["s1"] and mean_cap["s2"] == ""
+    high_cap = candidates(rows, DPORoundConfig(cap_at_real=True, cap_quantile=0.9), real)
+    assert [c.excluded for c in high_cap] == ["", ""]  # 0.5 is below the 90th percentile (0.76)
+
+
+def test_the_typical_notes_guard_holds_candidates_to_their_prompts_real_pieces():
+    real = [{"prompt": "A", "clamp_score": 0.5, "stats": _durations({1: 10 - i, 0: i})} for i in range(5)]
+    cfg = DPORoundConfig(typical_notes_quantile=1.0)
+    rows = [
+        {**_score("like", "A", 0.4), "stats": _durations({1: 8, 0: 2})},  # as mixed as the real pieces
+        {**_score("unlike", "A", 0.4), "stats": _durations({0: 10})},  # all sixteenths: no real piece is
+        {**_score("no-notes", "A", 0.4), "stats": None},
+        {**_score("no-real", "B", 0.4), "stats": _durations({1: 10})},  # its prompt has no real statistics
+    ]
+    why = {c.id: c.excluded for c in candidates(rows, cfg, real)}
+    assert why["like"] == ""
+    assert (
+        why["unlike"]
+        == why["no-notes"]
+        == why["no-real"]
+        == "note lengths or intervals unlike the prompt's real pieces"
+    )
+    assert all(c.excluded == "" for c in candidates(rows, DPORoundConfig(), real))  # the guard off
+
+
 def test_round_pairs_refuse_a_text_that_does_not_start_with_its_prompt():
     samples = {"s1": _sample("s1", "A", "X:1\n"), "s2": {**_sample("s2", "A", "X:2\n"), "text": "%Other\nX:2\n"}}
     scores = [_score("s1", "A", 0.9), _score("s2", "A", 0.1)]
@@ -111,12 +190,13 @@ def test_round_metrics_by_group_against_round_0_and_the_real_pieces():
         _eval_row("H", 0, 0.4, 0.4, t[0]),
         _eval_row("H", 1, 0.6, 0.6, t[1]),
     ]
-    r1 = [_eval_row("A", k, 0.3 + 0.1 * k, 0.6, t[k], parses_abc=k > 0) for k in range(3)] + [
+    meters = ["6/8", "2/4", "2/4"]
+    r1 = [_eval_row("A", k, 0.3 + 0.1 * k, 0.6, t[k], parses_abc=k > 0, time_signature=meters[k]) for k in range(3)] + [
         _eval_row("H", 0, 0.4, 0.4, t[0]),
         _eval_row("H", 1, 0.6, 0.6, t[1], valid=False),
     ]
     peaked = {"pitch_class": [2] + [0] * 11, "interval": [1] * 25, "duration": [1] * 9}
-    real = [_eval_row("A", None, v, 0.9, t[k], stats=peaked) for k, v in enumerate([0.35, 0.45])]
+    real = [_eval_row("A", None, v, 0.9, t[k], stats=peaked, time_signature="2/4") for k, v in enumerate([0.35, 0.45])]
     groups = {"train": {"A"}, "heldout": {"H"}}
     m = round_metrics(r1, real, r0, groups)
     assert m["train/clamp/mean"] == pytest.approx(0.4) and m["train/clamp/n"] == 3
@@ -133,6 +213,10 @@ def test_round_metrics_by_group_against_round_0_and_the_real_pieces():
     mix = np.array([(1 / 12 + 1) / 2] + [1 / 24] * 11)
     js = -(mix * np.log2(mix)).sum() - 0.5 * np.log2(12)
     assert m["train/js/pitch_class"] == pytest.approx(js) and m["train/js/interval"] == pytest.approx(0.0)
+    # time signatures 2/3 in 2/4 and 1/3 in 6/8 against all 2/4: mixture (5/6, 1/6)
+    kl_samples = 2 / 3 * np.log2((2 / 3) / (5 / 6)) + 1 / 3 * np.log2((1 / 3) / (1 / 6))
+    assert m["train/js/meter"] == pytest.approx(0.5 * kl_samples + 0.5 * np.log2(6 / 5))
+    assert math.isnan(m["heldout/js/meter"])  # no time signatures recorded: nothing to compare
     assert m["heldout/validity"] == 0.5 and m["heldout/clamp_gain/mean"] == 0.0 and m["heldout/real/pieces"] == 0
     r0m = round_metrics(r0, real, None, groups)
     assert r0m["train/clamp_gain/mean"] == 0.0 and r0m["train/meter_fill"] == pytest.approx(0.5)

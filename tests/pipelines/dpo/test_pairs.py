@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipelines.dpo.pairs import Candidate, build_pairs, select, staves_grouped
+from pipelines.dpo.pairs import Candidate, build_pairs, places, select, staves_grouped
 
 
 def cands(scores, **flags):
@@ -64,3 +64,39 @@ def test_guard_exclusions_meter_fill_floor_and_the_real_pieces_ceiling():
     assert cands([0.5], meter_fill=[math.nan], min_meter_fill=[0.5])[0].excluded == "bars do not fill the meter"
     assert cands([0.5], meter_fill=[math.nan])[0].excluded == ""  # no floor: nothing to check
     assert "over-optimisation" in cands([0.9], ceiling=[0.8])[0].excluded
+
+
+def test_the_parse_guard_excludes_unread_and_unchecked_pieces_from_the_chosen_only():
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    parses = [False, None, True, True, True, True, True, False]
+    chosen, rejected = select(cands(scores, parses=parses, require_parse=[True] * 8), 0.25)
+    assert [c.id for c in chosen] == ["s2", "s3"]  # s0 music21 cannot read, s1 was never checked
+    assert [c.id for c in rejected] == ["s6", "s7"]  # an unreadable piece is a fine rejection
+    assert cands([0.5], parses=[False], require_parse=[True])[0].excluded == "music21 cannot read it"
+    assert cands([0.5], parses=[None], require_parse=[True])[0].excluded == "not checked by music21"
+    assert cands([0.5], parses=[False])[0].excluded == ""  # the guard off: not an exclusion
+
+
+def test_places_split_by_shares_with_largest_remainders():
+    assert places(10, {"2/4": 0.57, "2/2": 0.3, "6/8": 0.13}) == {"2/4": 6, "2/2": 3, "6/8": 1}
+    assert places(3, {"a": 1, "b": 1, "c": 1, "d": 1}) == {"a": 1, "b": 1, "c": 1, "d": 0}  # ties by name
+    assert places(4, {"a": 0.0, "b": 2.0}) == {"b": 4} and places(0, {"a": 1.0}) == {} and places(3, {}) == {}
+
+
+def test_the_chosen_keep_the_real_pieces_styles():
+    # the reward ranks every 6/8 piece above every 2/4 one; the prompt's real pieces are three quarters 2/4
+    scores = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.04, 0.03, 0.02, 0.01]
+    meters = ["6/8"] * 6 + ["2/4"] * 10
+    free, _ = select(cands(scores, group=meters), 0.25)
+    assert [c.id for c in free] == ["s0", "s1", "s2", "s3"]  # the reward alone: all 6/8
+    chosen, rejected = select(cands(scores, group=meters), 0.25, {"2/4": 0.75, "6/8": 0.25})
+    assert [c.id for c in chosen] == ["s0", "s6", "s7", "s8"]  # the best 6/8 and the best three 2/4
+    assert [c.id for c in rejected] == ["s12", "s13", "s14", "s15"]  # below every chosen one
+    # a style with too few eligible pieces leaves its places empty rather than give them to another style
+    valid = [True] * 6 + [True] + [False] * 9
+    chosen, _ = select(cands(scores, group=meters, valid=valid), 0.25, {"2/4": 0.75, "6/8": 0.25})
+    assert [c.id for c in chosen] == ["s0", "s6"]
+    # a style no real piece has is never chosen; a prompt without real shares is ranked as one group
+    assert select(cands([0.9, 0.1], group=["9/8", "2/4"]), 0.5, {"2/4": 1.0})[0][0].id == "s1"
+    pairs = build_pairs(cands(scores, group=meters), 0.25, shares={"other prompt": {"2/4": 1.0}})
+    assert {p.chosen for p in pairs} == {"s0", "s1", "s2", "s3"}
