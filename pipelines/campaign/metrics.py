@@ -15,7 +15,8 @@ held-out pieces (the eval split of the corpus, scored the same way):
     {group}/js/{pitch_class,interval,duration}  Jensen-Shannon divergence of note statistics from real pieces
     {group}/js/meter                 the same for the time signatures (a policy collapsing onto one metre)
     {group}/frechet                  Fréchet distance of the features to the prompt's ground truth
-    {group}/real/{clamp,judge,validity,meter_fill,parse_abc,diversity}   the same for the real pieces
+    {group}/bars                     mean voice-bars per piece (a policy that learns to stop early)
+    {group}/real/{clamp,judge,validity,meter_fill,parse_abc,diversity,bars}   the same for the real pieces
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def group_metrics(
         out[f"{prefix}meter_fill"] = _meter_fill(subset)
         out[f"{prefix}parse_abc"] = _rate(subset, lambda r: r.get("parses_abc"))
         out[f"{prefix}diversity"] = _diversity(subset)
+        out[f"{prefix}bars"] = float(np.mean([int(r.get("meter_bars", 0)) for r in subset])) if subset else math.nan
     out["plagiarism"] = _rate(rows, lambda r: r.get("plagiarism"))
     out["finished"] = _rate(rows, lambda r: r.get("finished", True))
     out["samples"] = float(len(rows))
@@ -278,6 +280,9 @@ def summary(rows: list[dict[str, float]]) -> str:
             f"{g('meter_fill', first):.2f} → {g('meter_fill'):.2f} (real {g('real/meter_fill'):.2f}); parse rate "
             f"{g('parse_abc', first):.2f} → {g('parse_abc'):.2f}; validity {g('validity', first):.2f} → "
             f"{g('validity'):.2f}; diversity {g('diversity', first):.2f} → {g('diversity'):.2f} (real "
-            f"{g('real/diversity'):.2f})"
+            f"{g('real/diversity'):.2f}); metres' divergence from the real pieces' "
+            f"{_num(g('js/meter', first), '{:.2f}')} → {_num(g('js/meter'), '{:.2f}')}; length "
+            f"{g('bars', first):.1f} → {g('bars'):.1f} bars (real "
+            f"{g('real/bars'):.1f})"
         )
     return "\n".join(out)

@@ -114,7 +114,6 @@ def _series(rows: list[dict], key: str, name: str) -> dict:
 
 def _curves(campaigns: dict[str, list[dict]]) -> str:
     charts_html = []
-    first = next(iter(campaigns.values()))
     for key, title, real in (
         ("clamp", "CLaMP score", "real/clamp"),
         ("judge", "judge score", "real/judge"),
@@ -122,6 +121,8 @@ def _curves(campaigns: dict[str, list[dict]]) -> str:
         ("validity", "validity", "real/validity"),
         ("diversity", "diversity (pairwise cosine)", "real/diversity"),
         ("auc_real_vs_samples", "headroom: AUC real vs samples", None),
+        ("js/meter", "metres' divergence from the real pieces (JS)", None),
+        ("bars", "length (bars per piece)", "real/bars"),
     ):
         for group, gname in GROUPS.items():
             series = [
@@ -129,11 +130,14 @@ def _curves(campaigns: dict[str, list[dict]]) -> str:
                 for name, rows in campaigns.items()
                 if rows and f"{group}/clamp/mean" in rows[0]
             ]
+            # a campaign made before a metric existed has none of it: no line rather than an empty chart
+            series = [x for x in series if any(isinstance(y, float) and math.isfinite(y) for y in x["y"])]
             if not series:
                 continue
             refs = {}
-            if real and first and f"{group}/{real}" in first[0]:
-                refs["real"] = first[0][f"{group}/{real}"]
+            level = [rows[0][f"{group}/{real}"] for rows in campaigns.values() if rows and f"{group}/{real}" in rows[0]]
+            if real and level:  # the first campaign that has it (the real pieces are the same corpus's)
+                refs["real"] = level[0]
             charts_html.append(charts.lines(f"{title} · {gname}", series, references=refs))
     return '<div class="charts">' + "".join(charts_html) + "</div>"
 

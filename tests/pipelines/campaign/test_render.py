@@ -44,3 +44,14 @@ def test_charts_are_plain_svg_with_a_band_a_reference_and_points():
 def test_a_piece_of_rests_only_is_a_placeholder_not_empty_staves():
     r = render("L:1/8\nM:3/4\nK:G\nV:1 treble\nV:2 bass\n[V:1]z6|[V:2]z6|\n[V:1]z6|][V:2]z6|]\n")
     assert r.svg is None and r.wav is None and "no notes" in r.error
+
+
+def test_curves_leave_out_a_metric_an_older_campaign_never_logged():
+    from pipelines.campaign.report import _curves
+
+    old = [{"round": k, "train/clamp/mean": 0.1 * k, "train/meter_fill": 0.5} for k in range(3)]
+    new = [{**r, "train/js/meter": 0.2, "train/bars": 17.0, "train/real/bars": 18.0} for r in old]
+    html = _curves({"old": old})
+    assert "bars filling the meter" in html and "divergence" not in html and "length" not in html
+    both = _curves({"old": old, "new": new})
+    assert "divergence from the real pieces" in both and "real 18" in both

@@ -228,6 +228,7 @@ def test_round_metrics_by_group_against_round_0_and_the_real_pieces():
     assert "held-out prompts" in table
     text = summary([{"round": 0, **r0m}, {"round": 1, **m}])
     assert "CLaMP 0.300 → 0.400" in text and "100% of the gap closed" in text and "meter fill 0.50 → 1.00" in text
+    assert m["train/bars"] == 2.0 and "length 2.0 → 2.0 bars (real 2.0)" in text
 
 
 def test_config_identity_ignores_where_a_campaign_runs_and_names_what_changed(tmp_path: Path):
