@@ -83,14 +83,14 @@ def candidates(
 ) -> list[Candidate]:
     """One candidate per score row, with the guards ``cfg`` turns on: an unfinished piece (patch budget hit)
     may never be chosen; ``real`` (the score rows of the prompts' real held-out pieces) gives the ceilings
-    and the note-statistics limits; ``groups`` maps ids to the group their pairs stay inside."""
+    and the note-statistics limits; ``groups`` maps ids to their style (``dpo.chosen_like_real``)."""
     real = real or []
     ceilings = real_ceilings(real, cfg.cap_quantile) if cfg.cap_at_real else {}
     references: dict[str, dict] = {}
     limits: dict[str, float] = {}
-    if cfg.typical_notes_quantile is not None:  # the guard on
-        references, limits = atypicality_limits(real, cfg.typical_notes_quantile)
     guarded = cfg.typical_notes_quantile is not None
+    if cfg.typical_notes_quantile is not None:
+        references, limits = atypicality_limits(real, cfg.typical_notes_quantile)
     out = []
     for s in scores:
         prompt = s["prompt"]
