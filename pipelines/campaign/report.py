@@ -121,7 +121,7 @@ def _curves(campaigns: dict[str, list[dict]]) -> str:
         ("validity", "validity", "real/validity"),
         ("diversity", "diversity (pairwise cosine)", "real/diversity"),
         ("auc_real_vs_samples", "headroom: AUC real vs samples", None),
-        ("js/meter", "metres' divergence from the real pieces (JS)", None),
+        ("js/meter", "metre mix vs real pieces (JS)", None),
         ("bars", "length (bars per piece)", "real/bars"),
     ):
         for group, gname in GROUPS.items():

@@ -52,6 +52,6 @@ def test_curves_leave_out_a_metric_an_older_campaign_never_logged():
     old = [{"round": k, "train/clamp/mean": 0.1 * k, "train/meter_fill": 0.5} for k in range(3)]
     new = [{**r, "train/js/meter": 0.2, "train/bars": 17.0, "train/real/bars": 18.0} for r in old]
     html = _curves({"old": old})
-    assert "bars filling the meter" in html and "divergence" not in html and "length" not in html
+    assert "bars filling the meter" in html and "metre mix" not in html and "length" not in html
     both = _curves({"old": old, "new": new})
-    assert "divergence from the real pieces" in both and "real 18" in both
+    assert "metre mix vs real pieces" in both and "real 18" in both
