@@ -9,11 +9,10 @@ Candidates may also carry a ``group`` (their style: the campaign gives each its 
 ``dpo.chosen_like_real`` asks), and a prompt may come with the shares of those groups among its real
 pieces: then the chosen keep those shares (each group gets its share of the chosen places, largest
 remainders first, filled by its best eligible candidates; places a group cannot fill stay empty). Left
-to rank across groups, our reward moved a prompt's samples to the metres it happens to favour (American
-tunes from 2/4 to 6/8, a metre a tenth of its real pieces use); taught by chosen shaped like the real
-pieces, the policy's styles move toward theirs instead. Pairing only inside a group was tried too: it
-froze the metres where the reward had moved them toward the real pieces (Irish tunes toward 6/8) and the
-independent judge fell.
+to rank across groups, our reward moves a prompt's samples to the metres it favours (American tunes from
+2/4 to 6/8, a metre a tenth of their real pieces use). Shaped chosen keep the metres, at a price: on the
+default corpus the reward gained half as much and the independent judge did not confirm the gain, so the
+default preset leaves this off (README, "Which candidates may be chosen").
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ class Candidate:
     ceiling: float = math.inf  # above this score it may not be chosen (dpo.cap_at_real)
     parses: bool | None = None  # music21's own ABC reader reads it (None: not checked)
     require_parse: bool = False  # unread (or unchecked) it may not be chosen (dpo.require_parse)
-    group: str = ""  # pairs are made inside a group only (dpo.chosen_like_real: its time signature)
+    group: str = ""  # its style, for the real pieces' shares of styles (dpo.chosen_like_real)
     atypicality: float = math.nan  # its note lengths / intervals against the prompt's real pieces (music_stats)
     max_atypicality: float = math.inf  # above this (or nan) it may not be chosen (dpo.typical_notes_quantile)
 
