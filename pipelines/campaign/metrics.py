@@ -63,30 +63,29 @@ def _diversity(rows: list[dict]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def _prompt_mean(rows: list[dict], real: list[dict], distance: Callable[[list[dict], list[dict]], float]) -> float:
+    """``distance`` between each prompt's samples and its real pieces, averaged over the prompts (nan skipped)."""
+    real_of = _by_prompt(real)
+    values = [distance(group, real_of.get(prompt, [])) for prompt, group in _by_prompt(rows).items()]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
 def _js(rows: list[dict], real: list[dict]) -> dict[str, float]:
     from evaluators.music_stats import js_divergence, summed
 
-    real_of = _by_prompt(real)
-    out = {}
-    for name in STAT_NAMES:
-        values = []
-        for prompt, group in _by_prompt(rows).items():
-            d = js_divergence(
-                summed((r.get("stats") for r in group), name),
-                summed((r.get("stats") for r in real_of.get(prompt, [])), name),
-            )
-            if not math.isnan(d):
-                values.append(d)
-        out[name] = float(np.mean(values)) if values else math.nan
-    values = []
-    for prompt, group in _by_prompt(rows).items():
-        mine = Counter(r["time_signature"] for r in group if r.get("time_signature"))
-        theirs = Counter(r["time_signature"] for r in real_of.get(prompt, []) if r.get("time_signature"))
+    def stat(name: str) -> Callable[[list[dict], list[dict]], float]:
+        return lambda a, b: js_divergence(
+            summed((r.get("stats") for r in a), name), summed((r.get("stats") for r in b), name)
+        )
+
+    def meters(a: list[dict], b: list[dict]) -> float:
+        mine, theirs = (Counter(r["time_signature"] for r in x if r.get("time_signature")) for x in (a, b))
         names = sorted(set(mine) | set(theirs))
-        d = js_divergence([mine[n] for n in names], [theirs[n] for n in names])
-        if not math.isnan(d):
-            values.append(d)
-    out["meter"] = float(np.mean(values)) if values else math.nan
+        return js_divergence([mine[n] for n in names], [theirs[n] for n in names])
+
+    out = {name: _prompt_mean(rows, real, stat(name)) for name in STAT_NAMES}
+    out["meter"] = _prompt_mean(rows, real, meters)
     return out
 
 
