@@ -273,7 +273,9 @@ class Campaign:
         scores = atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE)
         lines = {p.key: p.lines for p in self.prompts.train}
         real = atomic.read_jsonl(self.layout.real / SCORES_FILE)
-        real_texts = {r["id"]: r["interleaved"] for r in atomic.read_jsonl(self.layout.real / SAMPLES_FILE)}
+        real_texts = None
+        if self.project.dpo.chosen_like_real:  # only the styles of the real pieces need their texts
+            real_texts = {r["id"]: r["interleaved"] for r in atomic.read_jsonl(self.layout.real / SAMPLES_FILE)}
         result = round_pairs(samples, scores, lines, self.project.dpo, k, real, real_texts)
         write_pairs(
             self.layout.pairs(k),
