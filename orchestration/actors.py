@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Resources:
-    """What one actor reserves: CPU cores (also its torch threads) and GPUs (fractions share one)."""
+    """What one actor reserves: CPU cores and GPUs (fractions share one), and the torch threads it runs
+    (0: as many as its whole reserved cores; set apart when roles share cores in turn)."""
 
     cpus: float = 1.0
     gpus: float = 0.0
+    threads: int = 0
 
     def options(self) -> dict[str, float]:
         return {"num_cpus": self.cpus, "num_gpus": self.gpus}
@@ -40,7 +42,7 @@ class Resources:
         import torch
         from transformers.utils import logging as hf_logging
 
-        torch.set_num_threads(max(1, int(self.cpus)))
+        torch.set_num_threads(self.threads or max(1, int(self.cpus)))
         hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor start is noise on the driver
         return "cuda" if self.gpus > 0 and torch.cuda.is_available() else "cpu"
 
@@ -56,32 +58,35 @@ class ScorerSpec:
 
 
 class SamplerActor:
-    """Generates the samples of a unit with the round's policy (batched, KV-cached).
+    """Generates the samples of a unit with the policy version the unit names (batched, KV-cached).
 
-    Each unit names the policy as ``[ObjectRef]`` (nested, so Ray passes the reference): the actor fetches
-    the weights from the object store on its first unit of a round, and a restarted actor simply fetches
-    them again.
+    Each unit carries a handle on its policy version (``orchestration.weights``): the actor fetches the
+    weights on its first unit of a version and keeps them for the next units; a restarted actor simply
+    fetches them again. Weights of another version than the unit's are refused (``StaleWeights``), and every
+    sample records the version that generated it.
     """
 
     def __init__(self, sampling: SamplingConfig, resources: Resources):
+        from orchestration.weights import ObjectStoreChannel
+
         self.sampling, self.device = sampling, resources.enter()
-        self.policy_id: str | None = None
+        self.channel = ObjectStoreChannel()
+        self.version: int | None = None
         self.sampler: Any = None
 
-    def _load(self, ref: Any) -> None:
-        from models.notagen import NotaGenConfig, NotaGenForCausalLM
+    def _load(self, handle: dict) -> None:
         from models.sampling import Sampler
+        from orchestration.weights import expect_version
 
-        if self.policy_id == ref.hex():
+        if self.version == handle["version"]:
             return
-        policy = ray.get(ref)
-        model = NotaGenForCausalLM(NotaGenConfig.from_dict(policy["config"]))
-        model.load_state_dict(policy["state_dict"])
-        self.sampler = Sampler(model, self.sampling, device=self.device)
-        self.policy_id = ref.hex()
+        weights = self.channel.receive(handle)
+        self.sampler = Sampler(weights.build(), self.sampling, device=self.device)
+        self.version = weights.version
+        expect_version(self.version, handle["version"], "sampler")
 
     def generate(self, unit: dict) -> list[dict]:
-        self._load(unit["policy"][0])
+        self._load(unit["policy"])
         specs = unit["specs"]
         start = time.perf_counter()
         samples = self.sampler.generate([list(s["lines"]) for s in specs], [int(s["seed"]) for s in specs])
@@ -101,6 +106,7 @@ class SamplerActor:
                 "stream_cuts": s.stream_cuts,
                 "unit_seconds": seconds,
                 "node": node,
+                "policy_version": self.version,
             }
             for spec, s in zip(specs, samples)
         ]

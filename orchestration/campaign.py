@@ -73,6 +73,9 @@ class Campaign:
         self.judge_dir: str | None = None
         self.prompts = plan.Prompts([], [])
         self._pools: dict[str, Any] = {}  # actor pools, kept from their first stage to the campaign's end
+        self._trainer: Any = None  # the trainer group, kept from the first DPO stage to the campaign's end
+        self._reserved: dict[str, Any] = {}  # each role's reservation, decided once for all roles together
+        self._weights: tuple[int, Any] | None = None  # the newest published policy: (version, channel handle)
         self.rebuild = rebuild  # train the set-up stages again instead of taking them from campaign.cache_dir
 
     def _identity(self, config: dict[str, Any], config_name: str) -> dict[str, Any]:
@@ -259,7 +262,7 @@ class Campaign:
 
     def sample_candidates(self, k: int) -> dict[str, Any]:
         specs = plan.round_samples(self.prompts.train, k, self.cfg.samples_per_prompt, self.cfg.seed)
-        return self._sample(specs, self.policy_dir(k - 1), self.layout.samples(k))
+        return self._sample(specs, k - 1, self.layout.samples(k))
 
     def score_candidates(self, k: int) -> dict[str, Any]:
         # the parse guard is an exclusion only when asked for: music21's ABC reader costs ~0.1 s a piece
@@ -296,8 +299,8 @@ class Campaign:
         }
 
     def train_dpo(self, k: int) -> dict[str, Any]:
-        from orchestration.ray_runtime import resolve_gpu
-        from orchestration.ray_train import DPOJob, run_dpo
+        from orchestration.dpo_worker import RoundJob
+        from orchestration.trainer_group import TrainerLost
 
         out = self.layout.dpo(k)
         pairs = (self.markers.done(f"round-{k:02d}/pairs") or {}).get("pairs/count", 0)
@@ -308,22 +311,44 @@ class Campaign:
                 shutil.copytree(self.policy_dir(k - 1), tmp, dirs_exist_ok=True)
 
             atomic.write_dir(out / "policy", copy)
+            self._stop_trainer()  # its engine no longer holds the newest version; started again when needed
             return {"pairs/count": 0}
-        dpo, cluster = self.project.dpo, self.project.cluster
-        self._make_room(cluster.num_workers, cluster.cpus_per_worker, 1.0 if resolve_gpu(cluster.use_gpu) else 0.0)
-        job = DPOJob(
+        job = RoundJob(k, str(self.layout.pairs(k)), str(out), self.uri, self._child(k))
+        restarts, started = 0, 0.0
+        while True:
+            if self._trainer is None:
+                self._trainer = self._start_trainer(k - 1)
+                started += self._trainer.start_seconds
+            try:
+                summary, weights = self._trainer.train(job)
+                break
+            except TrainerLost as err:
+                self._trainer = None
+                restarts += 1
+                if restarts > self.cfg.max_restarts:
+                    raise RuntimeError(f"round {k}: the trainer group was lost {restarts} times; giving up") from err
+                log.warning("round %d: %s; starting the trainer group again from the round's policy", k, err)
+        from orchestration.weights import ObjectStoreChannel
+
+        self._weights = (k, ObjectStoreChannel().publish(weights, k))
+        info = {key: v for key, v in summary.items() if isinstance(v, (int, float))}
+        return {**info, "trainer/restarts": restarts, "trainer/start_seconds": started}
+
+    def _start_trainer(self, version: int) -> Any:
+        """The trainer group, its engines built from the policy of round ``version`` (saved on disk)."""
+        from orchestration.dpo_worker import TrainerSpec
+        from orchestration.trainer_group import TrainerGroup
+
+        dpo = self.project.dpo
+        spec = TrainerSpec(
             dpo=dpo,
             precision=self.project.cluster.precision,
-            round=k,
-            out_dir=str(out),
-            pairs_file=str(self.layout.pairs(k)),
-            policy_dir=self.policy_dir(k - 1),
+            policy_dir=self.policy_dir(version),
+            version=version,
             reference_dir=self.policy0 if dpo.reference == "initial" else None,
-            tracking_uri=self.uri,
-            run_id=self._child(k),
         )
-        summary = run_dpo(self.project, job, self.layout.root / "ray")
-        return {key: v for key, v in summary.items() if isinstance(v, (int, float))}
+        cluster = self.project.cluster
+        return TrainerGroup(spec, cluster.num_workers, self._reservation("trainer"), cluster.cpus_per_worker)
 
     def score_real(self) -> dict[str, Any]:
         """The real held-out pieces (the corpus's eval split) of every evaluated prompt, scored as samples are:
@@ -360,7 +385,7 @@ class Campaign:
             self.prompts.heldout + self.evaluated_train, k, self.cfg.eval_samples_per_prompt, self.cfg.seed
         )
         t0 = time.perf_counter()
-        sampled = self._sample(specs, self.policy_dir(k), self.layout.eval_samples(k))
+        sampled = self._sample(specs, k, self.layout.eval_samples(k))
         t1 = time.perf_counter()
         scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k), music21_abc=True)
         t2 = time.perf_counter()
@@ -399,20 +424,46 @@ class Campaign:
 
     # ------------------------------------------------------------------ actors
 
+    def _reservation(self, role: str) -> Any:
+        """What one actor of ``role`` reserves. Decided once, for samplers, scorers and trainer together, so
+        that all three live for the whole campaign: scaled down to share the cores where the cluster cannot
+        hold them all at once (``orchestration.placement``)."""
+        if not self._reserved:
+            import ray
+
+            from orchestration.placement import Role, reservations
+            from orchestration.ray_runtime import resolve_gpu
+
+            c, cluster = self.cfg, self.project.cluster
+            gpu = 1.0 if resolve_gpu(cluster.use_gpu) else 0.0
+            roles = [
+                Role("samplers", c.num_samplers, c.cpus_per_sampler, c.gpus_per_sampler),
+                Role("scorers", c.num_scorers, c.cpus_per_scorer, c.gpus_per_scorer),
+                Role("trainer", cluster.num_workers, cluster.cpus_per_worker, gpu),
+            ]
+            total = ray.cluster_resources()
+            self._reserved = reservations(roles, total.get("CPU", 0.0), total.get("GPU", 0.0))
+            if any(r.colocated for r in self._reserved.values()):
+                log.info(
+                    "the cluster cannot hold every role at once: they share it in turn (%s)",
+                    ", ".join(f"{n} {r.cpus:g} CPU {r.gpus:g} GPU each" for n, r in self._reserved.items()),
+                )
+        return self._reserved[role]
+
     def _pool(self, role: str) -> Any:
-        """The campaign's sampler or scorer pool: started on first use and kept while the cluster has room
-        for the next stage's work too (see ``_make_room``)."""
+        """The campaign's sampler or scorer pool: started on first use and kept to the campaign's end."""
         from orchestration.actors import ActorPool, Resources, SamplerActor, ScorerActor, ScorerSpec
 
         if role not in self._pools:
             c = self.cfg
+            r = self._reservation(role)
             actor: type
             args: tuple
             if role == "samplers":
-                resources = Resources(c.cpus_per_sampler, c.gpus_per_sampler)
+                resources = Resources(r.cpus, r.gpus, threads=max(1, int(c.cpus_per_sampler)))
                 actor, size, args = SamplerActor, c.num_samplers, (self.project.sampling, resources)
             else:
-                resources = Resources(c.cpus_per_scorer, c.gpus_per_scorer)
+                resources = Resources(r.cpus, r.gpus, threads=max(1, int(c.cpus_per_scorer)))
                 spec = ScorerSpec(
                     self.evaluator_dir,
                     self.project.evaluator,
@@ -420,44 +471,30 @@ class Campaign:
                     self.project.judge if self.judge_dir else None,
                 )
                 actor, size, args = ScorerActor, c.num_scorers, (spec, resources)
-            self._make_room(size, resources.cpus, resources.gpus)
             self._pools[role] = ActorPool(actor, size, args, resources, c.max_restarts, c.max_unit_retries, role)
         return self._pools[role]
 
-    def _make_room(self, count: int, cpus: float, gpus: float) -> None:
-        """Stop the idle actor pools when the cluster lacks room for ``count`` actors or workers of ``cpus``
-        CPUs and ``gpus`` GPUs each.
-
-        Pools hold their resources while they live; on a laptop the samplers, the scorers and the DPO workers
-        cannot all fit at once, and Ray would wait for resources that never free up. On a cluster with room
-        for every role the pools stay up for the whole campaign.
-        """
-        from orchestration.ray_runtime import room_for
-
-        if self._pools and not room_for(count, cpus, gpus):
-            log.info(
-                "stopping the %s to make room for %d × (%.1f CPUs, %.1f GPUs)",
-                " and ".join(self._pools),
-                count,
-                cpus,
-                gpus,
-            )
-            self._stop_pools()
+    def _stop_trainer(self) -> None:
+        if self._trainer is not None:
+            self._trainer.shutdown()
+            self._trainer = None
 
     def _stop_pools(self) -> None:
         for pool in self._pools.values():
             pool.shutdown()
         self._pools.clear()
+        self._stop_trainer()
 
-    def _sample(self, specs: list[plan.SampleSpec], policy_dir: str, folder: Path) -> dict[str, Any]:
+    def _sample(self, specs: list[plan.SampleSpec], version: int, folder: Path) -> dict[str, Any]:
+        """Generate ``specs`` with the policy of round ``version`` (0: the starting policy)."""
         from orchestration.work_units import run_units
 
-        weights: list = []  # published when a unit needs them, once per stage
+        handle: list = []  # the weights are found (or published) when a unit needs them, once per stage
 
         def payload(chunk: list[dict]) -> dict:
-            if not weights:
-                weights.append(self._publish(policy_dir))
-            return {"policy": weights, "specs": chunk}
+            if not handle:
+                handle.append(self._policy_handle(version))
+            return {"policy": handle[0], "specs": chunk}
 
         rows, stats = run_units(
             folder,
@@ -488,14 +525,15 @@ class Campaign:
         atomic.write_jsonl(folder / SCORES_FILE, scored)
         return {"scored": len(scored), **stats}
 
-    def _publish(self, policy_dir: str) -> Any:
-        """The policy's weights in the object store: loaded once per stage, shared by every sampler."""
-        import ray
+    def _policy_handle(self, version: int) -> Any:
+        """The samplers' handle on policy ``version``: the trainer's copy, published when it trained it; read
+        from disk only when this driver has none (a resumed campaign, the starting policy)."""
+        from orchestration.weights import ObjectStoreChannel, PolicyWeights
 
-        from models.config import load_model
-
-        model = load_model(policy_dir)
-        return ray.put({"config": model.config.to_dict(), "state_dict": model.state_dict()})
+        if self._weights is None or self._weights[0] != version:
+            weights = PolicyWeights.load(self.policy_dir(version), version)
+            self._weights = (version, ObjectStoreChannel().publish(weights, version))
+        return self._weights[1]
 
     # ------------------------------------------------------------------ tracking
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,9 @@ from typing import Any
 import torch
 
 from base import atomic
+from base.integrity import broken_seal
+
+log = logging.getLogger(__name__)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -44,17 +48,20 @@ def set_lr(engine: Any, lr: float) -> None:
         group["lr"] = lr
 
 
+def export_state(engine: Any) -> dict[str, torch.Tensor]:
+    """The engine's full weights (ZeRO-3 gathers them: every rank must call this; rank 0 gets them)."""
+    if engine.zero_optimization_stage() == 3:
+        return engine._zero3_consolidated_16bit_state_dict()
+    return engine.module.state_dict()
+
+
 def export_model(engine: Any, out_dir: Path, is_main: bool) -> None:
     """Write the engine's weights as a ``save_pretrained`` folder (atomically); collective under ZeRO-3."""
-    module = engine.module
-    if engine.zero_optimization_stage() == 3:
-        state = engine._zero3_consolidated_16bit_state_dict()  # every rank must take part
-    else:
-        state = module.state_dict()
+    state = export_state(engine)
     if not is_main:
         return
     state = {k: v.detach().float().cpu() for k, v in state.items()}
-    atomic.write_dir(out_dir, lambda tmp: module.save_pretrained(tmp, state_dict=state))
+    atomic.write_dir(out_dir, lambda tmp: engine.module.save_pretrained(tmp, state_dict=state))
 
 
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
@@ -62,3 +69,25 @@ def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
     tags = sorted((p for p in ckpt_dir.glob("step*") if p.is_dir()), key=lambda p: int(p.name[4:]))
     for old in tags[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def trusted_checkpoint(ckpt_dir: Path) -> str | None:
+    """The tag of the newest checkpoint to resume from, if DeepSpeed's ``latest`` names one whose seal holds.
+
+    DeepSpeed unpickles its checkpoints, so one that is not exactly what we wrote is never loaded: training
+    starts again from its beginning instead (time lost, nothing run that we did not write).
+    """
+    latest = ckpt_dir / "latest"
+    if not latest.is_file():
+        return None
+    tag = latest.read_text(encoding="utf-8", errors="replace").strip()
+    folder = ckpt_dir / tag
+    problem = (
+        "it names no checkpoint folder inside the run"
+        if not tag or "/" in tag or tag.startswith(".") or not folder.is_dir()
+        else broken_seal(folder)
+    )
+    if problem:
+        log.warning("not resuming from %s: %s; training starts from its beginning", folder, problem)
+        return None
+    return tag

@@ -1,7 +1,21 @@
-"""One DPO round inside each Ray Train worker: TRL's DPOTrainer (our DPOP subclass) on DeepSpeed ZeRO.
+"""One rank of the campaign's trainer group: a DeepSpeed engine built once, trained on every round's pairs.
 
-Rank 0 writes the round's policy (``save_pretrained``) and the training summary; every step's TRL
-metrics go to the round's MLflow child run through a callback.
+The engine (ZeRO data parallel, torch's AdamW) is created when the group starts and lives until the
+campaign ends; a round is one ``train_round`` call on every rank. TRL is the source of the batching and
+the loss: each round a ``NotaGenDPOTrainer`` (TRL's DPOTrainer with our DPOP loss) is built around the
+engine's module, *without* its own DeepSpeed engine, to tokenize the pairs, precompute the reference
+log-probs and compute the loss of each micro-batch; the engine does backward and step.
+
+Round k starts from the policy of round k−1, which is exactly what the engine holds when the round
+begins, so with ``dpo.reference: previous`` the reference log-probs are precomputed from the engine's own
+weights before the first step: the reference moves with the rounds and is never loaded from disk. The
+optimizer's state is cleared at the start of each round, so a round depends only on its starting policy,
+its pairs and its seed, as when every round was a fresh process; a trainer rebuilt from the saved policy
+after a failure therefore trains exactly as the lost one would have.
+
+Every ``dpo.checkpoint_every`` steps the engine writes a sealed DeepSpeed checkpoint into the round's
+folder; a round started again after its trainer died resumes from the newest one, skipping the
+micro-batches that were consumed, in the same order.
 """
 
 from __future__ import annotations
@@ -10,115 +24,289 @@ import contextlib
 import io
 import logging
 import math
+import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from orchestration.workers import WorkerContext
 
 log = logging.getLogger(__name__)
 
 
-def dpo_deepspeed_config(stage: int, bf16: bool) -> dict:
-    """DeepSpeed config for HF's Trainer: batch sizes and optimizer come from the Trainer ("auto")."""
-    return {
-        "train_micro_batch_size_per_gpu": "auto",
-        "train_batch_size": "auto",
-        "gradient_accumulation_steps": "auto",
-        "gradient_clipping": "auto",
-        "zero_optimization": {"stage": stage, "stage3_gather_16bit_weights_on_model_save": True},
-        "bf16": {"enabled": bf16},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-    }
+@dataclass(frozen=True)
+class TrainerSpec:
+    """What every rank needs to build its engine once (the rounds bring their own ``RoundJob``)."""
+
+    dpo: Any  # DPORoundConfig
+    precision: str
+    policy_dir: str  # the policy the group starts from
+    version: int  # the round that made it (0: the starting policy)
+    reference_dir: str | None  # dpo.reference 'initial': the fixed reference; None: the previous policy
 
 
-def dpo_worker(loop_config: dict[str, Any]) -> None:
-    """The body of each Ray Train worker; ``loop_config["job"]`` is the driver's ``DPOJob``."""
-    import datasets
-    import ray.train
-    import torch
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from transformers.utils import logging as hf_logging
+@dataclass(frozen=True)
+class RoundJob:
+    """One round's training: its pairs, where its policy and summary go, and the MLflow run it logs to."""
 
-    from base import atomic
-    from base.tracking import MetricLogger
-    from models.config import load_model
-    from models.tokenizer import NotaGenTokenizer
-    from orchestration.deepspeed_setup import use_bf16
-    from pipelines.dpo.dataset import read_pairs
-    from pipelines.dpo.trainer import NotaGenDPOTrainer, training_args
+    round: int
+    pairs_file: str
+    out_dir: str
+    tracking_uri: str
+    run_id: str | None
 
-    job = loop_config["job"]
-    ctx = WorkerContext.current()
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    cfg = job.dpo
-    out = Path(job.out_dir)
-    bf16 = use_bf16(job.precision, ctx.device)
 
-    torch.manual_seed(cfg.seed + job.round)
-    policy = load_model(job.policy_dir, dropout=cfg.dropout)
-    ref = load_model(job.reference_dir, dropout=0.0) if job.reference_dir else None
-    tokenizer = NotaGenTokenizer(patch_size=policy.config.patch_size)
-    rows = [
-        {"prompt": p.prompt_text, "chosen": p.chosen_text, "rejected": p.rejected_text}
-        for p in read_pairs(job.pairs_file)
-    ]
-    steps_per_epoch = math.ceil(len(rows) / (cfg.batch_pairs * ctx.world * cfg.grad_accum))
-    args = training_args(
-        cfg,
-        str(out / "trainer"),
-        policy.config.patch_length * policy.config.patch_size,
-        cfg.seed + job.round,
-        bf16=bf16,
-        use_cpu=ctx.device.type == "cpu",
-        deepspeed=dpo_deepspeed_config(cfg.zero_stage, bf16),
-        progress=ctx.main,
-    )
-    tracker = MetricLogger(job.tracking_uri, job.run_id) if ctx.main else None
+def rss_mb() -> float:
+    """This process's resident memory now (not its peak), in MiB."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import psutil
 
-    class ToMLflow(TrainerCallback):
-        def on_log(self, _args: Any, state: Any, _control: Any, logs: dict | None = None, **_: Any) -> None:
-            if tracker and logs:
-                tracker.log({k: v for k, v in logs.items() if isinstance(v, (int, float))}, state.global_step)
+        return psutil.Process().memory_info().rss / 2**20
 
-    # datasets fingerprints TRL's map functions with dill, whose bytecode listing leaks to a Ray worker's
-    # stdout (it only means to capture it); keep it out of the driver's console
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer = NotaGenDPOTrainer(
-            model=policy,
-            ref_model=ref,
-            args=args,
-            dpop_lambda=cfg.dpop_lambda,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-            callbacks=[ToMLflow()],
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+class DPOWorker:
+    """A Ray actor: rank ``rank`` of ``world`` training ranks, ``threads`` torch threads."""
+
+    def __init__(self, rank: int, world: int, threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        self.rank, self.world = rank, world
+        self.version: int | None = None
+        self.engine: Any = None
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0's address for the process group (asked before ``setup``)."""
+        import ray
+
+        return ray.util.get_node_ip_address(), _free_port()
+
+    def setup(self, host: str, port: int, spec: TrainerSpec) -> float:
+        """Join the process group and build the engine from ``spec.policy_dir``; returns the seconds it took."""
+        import deepspeed
+        import torch
+        import torch.distributed as dist
+        from transformers.utils import logging as hf_logging
+
+        from models.config import load_model
+        from orchestration.deepspeed_setup import adamw, deepspeed_config, use_bf16
+        from orchestration.workers import _worker_logging
+
+        start = time.perf_counter()
+        _worker_logging()
+        hf_logging.disable_progress_bar()
+        os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pass draws a bar per round on the driver's console
+        gpu = torch.cuda.is_available() and bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        # what accelerate (inside TRL's trainer) and DeepSpeed read to find the group this rank belongs to
+        os.environ.update(
+            {
+                "MASTER_ADDR": host,
+                "MASTER_PORT": str(port),
+                "RANK": str(self.rank),
+                "WORLD_SIZE": str(self.world),
+                "LOCAL_RANK": "0",  # Ray gives each rank its own GPU as device 0
+                "LOCAL_WORLD_SIZE": "1",
+            }
         )
-    start = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - start
-    history = [h for h in trainer.state.log_history if "rewards/margins" in h]
-    last = history[-1] if history else {}
-    first = history[0] if history else {}
+        if not dist.is_initialized():
+            dist.init_process_group(
+                "nccl" if gpu else "gloo",
+                init_method=f"tcp://{host}:{port}",
+                rank=self.rank,
+                world_size=self.world,
+            )
+        self.device = torch.device("cuda", 0) if gpu else torch.device("cpu")
+        self.spec = spec
+        cfg = spec.dpo
+        self.bf16 = use_bf16(spec.precision, self.device)
+        policy = load_model(spec.policy_dir, dropout=cfg.dropout).to(self.device)
+        self.ref = load_model(spec.reference_dir, dropout=0.0).to(self.device) if spec.reference_dir else None
+        ds_config = deepspeed_config(
+            cfg.zero_stage, cfg.batch_pairs, cfg.grad_accum, self.world, cfg.grad_clip, self.bf16
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # DeepSpeed prints its config on rank 0
+            self.engine, *_ = deepspeed.initialize(
+                model=policy, optimizer=adamw(policy, cfg.lr, cfg.weight_decay), config=ds_config
+            )
+        self.version = spec.version
+        return time.perf_counter() - start
 
-    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective under ZeRO-3
-    if ctx.main:
-        state = {k: v.detach().float().cpu() for k, v in state.items()}
-        model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-        atomic.write_dir(out / "policy", lambda tmp: model.save_pretrained(tmp, state_dict=state))
+    def _trainer(self, rows: list[dict], seed: int, out: Path) -> Any:
+        """TRL's trainer for this round around the engine's module: tokenized pairs, reference log-probs."""
+        import datasets
+        from datasets import Dataset
+
+        from models.tokenizer import NotaGenTokenizer
+        from pipelines.dpo.trainer import NotaGenDPOTrainer, training_args
+
+        datasets.disable_progress_bars()
+        module = self.engine.module
+        # TRL patches ``forward`` on the instance each time a trainer is built; start from the class's own
+        module.__dict__.pop("forward", None)
+        if self.ref is not None:
+            self.ref.__dict__.pop("forward", None)
+        cfg = module.config
+        args = training_args(
+            self.spec.dpo,
+            str(out / "trainer"),
+            cfg.patch_length * cfg.patch_size,
+            seed,
+            bf16=self.bf16,
+            use_cpu=self.device.type == "cpu",
+            deepspeed=None,  # the engine is ours and built once; TRL's trainer only tokenizes and scores
+            progress=False,
+        )
+        # datasets fingerprints TRL's map functions with dill, whose bytecode listing leaks to stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            return NotaGenDPOTrainer(
+                model=module,
+                ref_model=self.ref,
+                args=args,
+                dpop_lambda=self.spec.dpo.dpop_lambda,
+                train_dataset=Dataset.from_list(rows),
+                processing_class=NotaGenTokenizer(patch_size=cfg.patch_size),
+            )
+
+    def _reset_optimizer(self) -> None:
+        """Forget the previous round's Adam moments (a round starts as a fresh optimizer would)."""
+        opt = self.engine.optimizer
+        while hasattr(opt, "optimizer"):  # DeepSpeed's ZeRO / bf16 wrappers hold torch's optimizer inside
+            opt = opt.optimizer
+        opt.state.clear()
+        self.engine.zero_grad()
+
+    def train_round(self, job: RoundJob, start_version: int) -> tuple[dict[str, Any], Any]:
+        """Train on round ``job.round``'s pairs from policy ``start_version``; returns (summary, weights).
+
+        The weights (``PolicyWeights``, version ``job.round``) come from rank 0 only (None elsewhere); as the
+        second return value they go to the object store owned by the caller, not by this actor.
+        """
+        import torch
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        from base import atomic, integrity
+        from base.tracking import MetricLogger
+        from orchestration.deepspeed_setup import export_state, prune_checkpoints, set_lr, trusted_checkpoint
+        from orchestration.weights import PolicyWeights, expect_version
+        from pipelines.dpo.dataset import read_pairs
+
+        expect_version(self.version, start_version, f"trainer rank {self.rank}")
+        cfg, out = self.spec.dpo, Path(job.out_dir)
+        seed = cfg.seed + job.round
+        rss_before = rss_mb()
+        self._reset_optimizer()
+        torch.manual_seed(seed)
+        rows = [
+            {"prompt": p.prompt_text, "chosen": p.chosen_text, "rejected": p.rejected_text}
+            for p in read_pairs(job.pairs_file)
+        ]
+        t0 = time.perf_counter()
+        trainer = self._trainer(rows, seed, out)
+        ref_seconds = time.perf_counter() - t0
+        data = trainer.train_dataset
+        data = data.select_columns([c for c in data.column_names if c.endswith(("_ids", "_logps"))])
+        sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed)
+        loader = DataLoader(data, batch_size=cfg.batch_pairs, sampler=sampler, collate_fn=trainer.data_collator)
+        per_epoch = len(loader)
+        # whole optimizer steps only: a trailing partial accumulation would leak its gradient into the next round
+        steps = max(1, math.ceil(cfg.epochs * per_epoch) // cfg.grad_accum)
+        micro_total = steps * cfg.grad_accum
+
+        ckpt_dir = out / "checkpoints"
+        step, history = 0, []
+        tag = trusted_checkpoint(ckpt_dir)
+        if tag is not None:
+            _, client = self.engine.load_checkpoint(str(ckpt_dir), tag=tag)
+            step, history = int(client["step"]), list(client["history"])
+            torch.set_rng_state(client["rng"])
+            log.info("round %d: resuming from %s (step %d of %d)", job.round, tag, step, steps)
+        tracker = MetricLogger(job.tracking_uri, job.run_id) if self.rank == 0 else None
+        self.engine.train()
+        metrics = trainer._metrics["train"]
+        metrics.clear()
+        losses: list[float] = []
+        skip = step * cfg.grad_accum
+        micro = 0
+        t1 = time.perf_counter()
+        compute = 0.0
+        for epoch in range(math.ceil(micro_total / max(1, per_epoch))):
+            sampler.set_epoch(epoch)
+            for batch in loader:
+                if micro >= micro_total:
+                    break
+                micro += 1
+                if micro <= skip:  # consumed before the checkpoint this round resumed from
+                    continue
+                c0 = time.perf_counter()
+                batch = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+                loss = trainer.compute_loss(self.engine, batch)
+                self.engine.backward(loss)
+                losses.append(float(loss.detach()))
+                if micro % cfg.grad_accum == 0:
+                    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+                    set_lr(self.engine, lr)
+                self.engine.step()
+                compute += time.perf_counter() - c0
+                if micro % cfg.grad_accum:
+                    continue
+                step += 1
+                logged = {k: sum(v) / len(v) for k, v in metrics.items() if v}
+                logged.update({"loss": sum(losses) / len(losses), "learning_rate": lr, "epoch": micro / per_epoch})
+                metrics.clear()
+                losses.clear()
+                history.append(logged)
+                if tracker:
+                    tracker.log(logged, step)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
+                    rng = torch.get_rng_state()
+                    self.engine.save_checkpoint(
+                        str(ckpt_dir), tag=f"step{step}", client_state={"step": step, "history": history, "rng": rng}
+                    )
+                    if self.rank == 0:
+                        integrity.seal(ckpt_dir / f"step{step}")
+                        prune_checkpoints(ckpt_dir, 1)
+        train_seconds = time.perf_counter() - t1
+
+        state = export_state(self.engine)  # collective under ZeRO-3
+        self.version = job.round
+        del trainer, loader, data
+        import gc
+
+        gc.collect()
+        if self.rank != 0:
+            return {}, None
+        module = self.engine.module
+        weights = PolicyWeights.of(module, job.round, state)
+        # a copy: save_pretrained drops the tied lm_head from the dict it is given, and the samplers need it
+        atomic.write_dir(out / "policy", lambda tmp: module.save_pretrained(tmp, state_dict=dict(weights.state_dict)))
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the round's policy is written: its checkpoints are spent
+        first, last = (history[0], history[-1]) if history else ({}, {})
         summary = {
             "pairs": len(rows),
-            "steps": trainer.state.global_step,
-            "steps_per_epoch": steps_per_epoch,
-            "train_loss": result.training_loss,
-            "seconds": seconds,
-            "world_size": ctx.world,
-            "device": str(ctx.device),
-            "bf16": bf16,
-            **{f"first/{k}": v for k, v in first.items() if isinstance(v, (int, float))},
-            **{k: v for k, v in last.items() if isinstance(v, (int, float))},
+            "steps": step,
+            "steps_per_epoch": max(1, per_epoch // cfg.grad_accum),
+            "train_loss": sum(h["loss"] for h in history) / max(1, len(history)),
+            "seconds": compute,
+            "loop_seconds": train_seconds,
+            "reference_seconds": ref_seconds,
+            "world_size": self.world,
+            "device": str(self.device),
+            "bf16": self.bf16,
+            "trainer/rss_mb": rss_mb(),
+            "trainer/rss_mb_before": rss_before,
+            **{f"first/{k}": v for k, v in first.items()},
+            **last,
         }
         atomic.write_json(out / "dpo_summary.json", summary)
-    ray.train.report({"steps": trainer.state.global_step})
+        return summary, weights

@@ -129,25 +129,3 @@ def scaling(cluster: ClusterConfig) -> Any:
         use_gpu=use_gpu,
         resources_per_worker={"CPU": cluster.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
     )
-
-
-def room_for(count: int, cpus: float, gpus: float = 0.0) -> bool:
-    """Whether ``count`` actors or workers of ``cpus`` CPUs and ``gpus`` GPUs each can be placed now: each must
-    fit on one node, so free resources split across nodes count only in whole slots."""
-    import math
-
-    import ray
-
-    try:
-        from ray._private.state import available_resources_per_node
-
-        nodes = list(available_resources_per_node().values())
-    except Exception:  # a Ray without the per-node view: judge by the cluster's totals
-        nodes = [ray.available_resources()]
-
-    def slots(free: dict) -> float:
-        by_cpu = math.floor(free.get("CPU", 0.0) / cpus + 1e-9) if cpus > 0 else math.inf
-        by_gpu = math.floor(free.get("GPU", 0.0) / gpus + 1e-9) if gpus > 0 else math.inf
-        return min(by_cpu, by_gpu)
-
-    return sum(min(slots(free), count) for free in nodes) >= count

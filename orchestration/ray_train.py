@@ -1,7 +1,8 @@
-"""Training on Ray Train workers with DeepSpeed: SFT of the decoder, and one DPO round of a campaign.
+"""SFT of the decoder on Ray Train workers with DeepSpeed (the campaign's DPO rounds run on its long-lived
+trainer group instead: ``orchestration.trainer_group``).
 
 The driver side: it checks what it can before starting workers, builds the typed job each worker reads
-(``SFTJob`` / ``DPOJob``), runs the worker group and reads back the summary rank 0 wrote.
+(``SFTJob``), runs the worker group and reads back the summary rank 0 wrote.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from base import atomic
 from base.typed_config import to_dict
 from orchestration.config import ProjectConfig
 from orchestration.ray_runtime import ensure_ray, torch_trainer
-from pipelines.dpo.config import DPORoundConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,6 @@ class SFTJob:
     run_id: str
 
 
-@dataclass(frozen=True)
-class DPOJob:
-    """What every DPO worker of round ``round`` needs (``dpo_worker``)."""
-
-    dpo: DPORoundConfig
-    precision: str
-    round: int
-    out_dir: str
-    pairs_file: str
-    policy_dir: str
-    reference_dir: str | None  # None: the policy the round starts from
-    tracking_uri: str
-    run_id: str | None
-
-
 @dataclass
 class SFTResult:
     out_dir: Path
@@ -56,7 +41,7 @@ class SFTResult:
     run_id: str | None
 
 
-def _fit(worker: Any, job: SFTJob | DPOJob, project: ProjectConfig, name: str, storage: Path) -> None:
+def _fit(worker: Any, job: SFTJob, project: ProjectConfig, name: str, storage: Path) -> None:
     ensure_ray(project.cluster.ray_address)
     torch_trainer(worker, {"job": job}, project.cluster, name, str(storage)).fit()
 
@@ -113,11 +98,3 @@ def run_sft(project: ProjectConfig, config_name: str = "") -> SFTResult:
     finally:
         mlflow.end_run()
     return SFTResult(out, out / "model", summary, baseline, run.info.run_id)
-
-
-def run_dpo(project: ProjectConfig, job: DPOJob, storage: Path) -> dict[str, Any]:
-    """One DPO round on Ray Train workers; returns the summary rank 0 wrote (``dpo_summary.json``)."""
-    from orchestration.dpo_worker import dpo_worker
-
-    _fit(dpo_worker, job, project, f"dpo-round-{job.round:02d}", storage)
-    return json.loads((Path(job.out_dir) / "dpo_summary.json").read_text())

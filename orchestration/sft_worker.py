@@ -14,32 +14,10 @@ from typing import Any
 
 import torch
 
-from base.integrity import broken_seal, seal
+from base.integrity import seal
 from orchestration.workers import WorkerContext
 
 log = logging.getLogger(__name__)
-
-
-def trusted_checkpoint(ckpt_dir: Path) -> str | None:
-    """The tag of the newest checkpoint to resume from, if DeepSpeed's ``latest`` names one whose seal holds.
-
-    DeepSpeed unpickles its checkpoints, so one that is not exactly what we wrote is never loaded: the run
-    starts again from step 0 instead (time lost, nothing run that we did not write).
-    """
-    latest = ckpt_dir / "latest"
-    if not latest.is_file():
-        return None
-    tag = latest.read_text(encoding="utf-8", errors="replace").strip()
-    folder = ckpt_dir / tag
-    problem = (
-        "it names no checkpoint folder inside the run"
-        if not tag or "/" in tag or tag.startswith(".") or not folder.is_dir()
-        else broken_seal(folder)
-    )
-    if problem:
-        log.warning("not resuming from %s: %s; training starts from step 0", folder, problem)
-        return None
-    return tag
 
 
 def sft_worker(loop_config: dict[str, Any]) -> None:
@@ -57,6 +35,7 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
         export_model,
         prune_checkpoints,
         set_lr,
+        trusted_checkpoint,
         use_bf16,
     )
     from pipelines.train.sft import PatchBatches, eval_metrics, eval_sums, load_split, lr_at, scored_chars

@@ -100,7 +100,12 @@ class DPORoundConfig:
     dropout: float = option(
         0.0, help="Dropout while training on pairs (0 keeps policy and reference log-probs comparable)."
     )
-    zero_stage: int = option(1, help="DeepSpeed ZeRO stage (0-3) of the Ray Train workers.")
+    zero_stage: int = option(1, help="DeepSpeed ZeRO stage (0-3) of the campaign's trainer group.")
+    checkpoint_every: int = option(
+        0,
+        help="Optimizer steps between a round's DeepSpeed checkpoints; a trainer that dies mid-round resumes from "
+        "the newest. 0: none (a round started again begins at its first step, from the saved policy).",
+    )
     seed: int = option(0, help="Seed of pair capping and data order (the round number is added).")
 
     def __post_init__(self) -> None:
@@ -139,4 +144,5 @@ class DPORoundConfig:
         check(self.grad_accum >= 1, "grad_accum", f"must be ≥ 1, got {self.grad_accum}")
         check(self.warmup_steps >= 0, "warmup_steps", "must be ≥ 0")
         check(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.checkpoint_every >= 0, "checkpoint_every", f"must be ≥ 0, got {self.checkpoint_every}")
         check(self.zero_stage in (0, 1, 2, 3), "zero_stage", f"must be 0, 1, 2 or 3, got {self.zero_stage}")

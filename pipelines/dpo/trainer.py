@@ -13,6 +13,7 @@ Metrics keep TRL's names (``rewards/chosen``, ``rewards/rejected``, ``rewards/ma
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +89,16 @@ class NotaGenDPOTrainer(DPOTrainer):
             kwargs["data_collator"] = PatchPreferenceCollator(
                 pad_token_id=PAD_ID, max_length=cfg.max_length, truncation_mode=cfg.truncation_mode
             )
+        self.ref_logps_seconds = 0.0
         super().__init__(*args, **kwargs)
+
+    def _precompute_ref_logps(self, *args: Any, **kwargs: Any) -> Any:
+        # timed: the reference's forward passes are a round's compute, building the trainer around them is not
+        start = time.perf_counter()
+        try:
+            return super()._precompute_ref_logps(*args, **kwargs)
+        finally:
+            self.ref_logps_seconds += time.perf_counter() - start
 
     def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool) -> Any:
         if self.loss_types != ["dpop"]:

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from base.integrity import KEY_ENV, SEAL_FILE, broken_seal, seal
-from orchestration.sft_worker import trusted_checkpoint
+from orchestration.deepspeed_setup import trusted_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""The actor pool on real Ray: a sampler actor killed mid-round costs time, not samples."""
+"""The actor pool on real Ray: a sampler actor killed mid-round costs time, not samples; a sampler given
+weights of another version than its unit's refuses the unit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from models.notagen import NotaGenConfig, NotaGenForCausalLM
 from models.sampling_config import SamplingConfig
 from orchestration.actors import ActorPool, Resources, SamplerActor
 from orchestration.ray_runtime import ensure_ray
+from orchestration.weights import ObjectStoreChannel, PolicyWeights
 from pipelines.campaign.plan import PromptSpec, round_samples
 
 
@@ -18,12 +20,12 @@ def local_ray():
     ensure_ray(None)  # this process's local Ray (another test file may have started it already)
 
 
-def _units(weights):
+def _units(handle):
     prompt = PromptSpec(
         "Folk_Traditional, Irish_Solo melody", ("%Folk\n", "%Traditional, Irish\n", "%Solo melody\n"), 10
     )
     specs = [s.to_dict() for s in round_samples([prompt], 1, 12, campaign_seed=3)]
-    return [(f"unit-{i:04d}", {"policy": [weights], "specs": specs[i : i + 2]}) for i in range(0, 12, 2)]
+    return [(f"unit-{i:04d}", {"policy": handle, "specs": specs[i : i + 2]}) for i in range(0, 12, 2)]
 
 
 def _run(pool: ActorPool, units, kill_after_first: bool) -> dict[str, dict]:
@@ -42,13 +44,15 @@ def _run(pool: ActorPool, units, kill_after_first: bool) -> dict[str, dict]:
     return got
 
 
-def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_ray):
+def _policy() -> NotaGenForCausalLM:
     torch.manual_seed(0)
-    model = NotaGenForCausalLM(
+    return NotaGenForCausalLM(
         NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64, patch_length=64, dropout=0.0)
     )
-    weights = ray.put({"config": model.config.to_dict(), "state_dict": model.state_dict()})
-    units = _units(weights)
+
+
+def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_ray):
+    units = _units(ObjectStoreChannel().publish(PolicyWeights.of(_policy(), 4), 4))
     sampling, one_cpu = SamplingConfig(max_patches=24, batch_size=2), Resources(cpus=1)
 
     calm = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2, name="calm")
@@ -62,3 +66,15 @@ def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_r
     assert pool.stats.actor_failures >= 1 and pool.stats.retried >= 1  # a unit really was lost and redone
     assert sorted(got) == sorted(expected) and len(got) == 12
     assert all(got[k]["text"] == expected[k]["text"] for k in got)  # regenerated identically from its seed
+    assert {r["policy_version"] for r in got.values()} == {4}  # every sample says which policy made it
+
+
+def test_a_sampler_refuses_weights_of_another_version_than_its_unit(local_ray):
+    channel = ObjectStoreChannel()
+    handle = channel.publish(PolicyWeights.of(_policy(), 1), 1)
+    stale = {"version": 2, "ref": handle["ref"]}  # a unit of round 2 handed round 1's weights
+    one_cpu = Resources(cpus=1)
+    pool = ActorPool(SamplerActor, 1, (SamplingConfig(max_patches=8), one_cpu), one_cpu, 0, 0, name="stale")
+    with pytest.raises(ray.exceptions.RayTaskError, match="holds policy version 1, but the work is for version 2"):
+        pool.run(_units(stale)[:1], "generate", lambda name, rows: None)
+    pool.shutdown()
