@@ -1,15 +1,17 @@
 """Where a campaign round's time goes: each stage's wall time, the compute inside it, and the rest.
 
-    python bench/round.py --campaign runs/campaign [--round 1]          # report a finished round
-    python bench/round.py --config default --out runs/bench-round \\
+    python bench/round.py --campaign runs/campaign [--rounds 3]         # report a finished campaign's rounds
+    python bench/round.py --config default --out runs/bench-round --rounds 5 \\
         --set campaign.policy_from=runs/campaign/sft/model \\
         --set campaign.evaluator_from=runs/campaign/evaluator \\
-        --set campaign.judge_from=runs/campaign/judge                  # run one round, then report it
+        --set campaign.judge_from=runs/campaign/judge                  # run 5 rounds, then report them
 
 Compute is what the work itself took: generation inside the sampler actors, scoring inside the
-evaluator actors (summed over units), and ``trainer.train()`` inside the DPO workers. Everything else in a
-stage's wall time — starting actors and Ray Train workers, publishing weights, DeepSpeed set-up, reading
-and writing units, MLflow — is orchestration overhead, reported as a share of the round.
+evaluator actors (summed over units), and the DPO steps plus the reference's forward passes inside the
+trainer ranks. Everything else in a stage's wall time — starting actors and the trainer group, publishing
+weights, building TRL's trainer around the engine, reading and writing units, MLflow, the report — is
+orchestration overhead, reported per round and as a share of the round. The trainer's resident memory
+after each round shows whether the long-lived engine grows.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def round_report(campaign: Path, k: int) -> list[dict]:
     rows = []
     if k > 0:
         dpo = d / "dpo" / "dpo_summary.json"
-        train = float(json.loads(dpo.read_text())["seconds"]) if dpo.is_file() else 0.0
+        summary = json.loads(dpo.read_text()) if dpo.is_file() else {}
+        train = float(summary.get("seconds", 0.0)) + float(summary.get("reference_seconds", 0.0))
         rows += [
             {"stage": "sample", "wall_s": wall("sample"), "compute_s": _unit_compute(d / "samples")},
             {"stage": "score", "wall_s": wall("score"), "compute_s": _unit_compute(d / "scores")},
@@ -68,7 +71,19 @@ def round_report(campaign: Path, k: int) -> list[dict]:
     return rows
 
 
-def format_report(rows: list[dict], k: int) -> str:
+def trainer_facts(campaign: Path, k: int) -> dict[str, float]:
+    """What round ``k``'s DPO stage recorded about the trainer group: its resident memory after the round,
+    and the start-up it paid in this round (the first round, or a round whose group was started again)."""
+    marker = campaign / "markers" / f"round-{k:02d}.dpo.json"
+    info = json.loads(marker.read_text()) if marker.is_file() else {}
+    return {
+        "rss_mb": float(info.get("trainer/rss_mb", float("nan"))),
+        "start_s": float(info.get("trainer/start_seconds", 0.0)),
+        "restarts": float(info.get("trainer/restarts", 0.0)),
+    }
+
+
+def format_report(rows: list[dict], k: int, trainer: dict[str, float] | None = None) -> str:
     total = sum(r["wall_s"] for r in rows)
     over = sum(r["overhead_s"] for r in rows)
     lines = [
@@ -77,13 +92,18 @@ def format_report(rows: list[dict], k: int) -> str:
         f"{'stage':<8} {'wall s':>8} {'compute s':>10} {'overhead s':>11}",
     ]
     lines += [f"{r['stage']:<8} {r['wall_s']:>8.1f} {r['compute_s']:>10.1f} {r['overhead_s']:>11.1f}" for r in rows]
+    if trainer and k > 0:
+        lines.append(
+            f"trainer: {trainer['rss_mb']:.0f} MiB resident after the round; start-up paid in this round "
+            f"{trainer['start_s']:.1f} s"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--campaign", help="report this campaign folder (no run)")
-    parser.add_argument("--round", type=int, default=1, help="round to report (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds to run and report (default 1)")
     parser.add_argument("--config", default="default", help="preset or YAML of the round to run")
     parser.add_argument("--out", default="runs/bench-round", help="campaign folder of the run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
@@ -99,13 +119,23 @@ def main() -> int:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         project = load_config(
-            args.config, args.overrides + [f"campaign.out_dir={args.out}", f"campaign.rounds={max(1, args.round)}"]
+            args.config, args.overrides + [f"campaign.out_dir={args.out}", f"campaign.rounds={max(1, args.rounds)}"]
         )
         run_campaign(project, args.config)
-    rows = round_report(folder, args.round)
-    sys.stdout.write(format_report(rows, args.round) + f"\n(machine: {platform.processor() or platform.machine()})\n")
+    report = []
+    for k in range(1, max(1, args.rounds) + 1):
+        rows, trainer = round_report(folder, k), trainer_facts(folder, k)
+        sys.stdout.write(format_report(rows, k, trainer) + "\n\n")
+        report.append({"round": k, "stages": rows, "trainer": trainer})
+    rss = [r["trainer"]["rss_mb"] for r in report]
+    if len(rss) > 1:
+        sys.stdout.write(
+            f"trainer resident memory, round 1 → {len(rss)}: {rss[0]:.0f} → {rss[-1]:.0f} MiB "
+            f"({100 * (rss[-1] - rss[0]) / rss[0]:+.1f}%)\n"
+        )
+    sys.stdout.write(f"(machine: {platform.processor() or platform.machine()})\n")
     if args.out_json:
-        atomic.write_json(args.out_json, {"round": args.round, "stages": rows})
+        atomic.write_json(args.out_json, {"rounds": report})
     return 0
 
 

@@ -213,7 +213,7 @@ class DPOWorker:
         ]
         t0 = time.perf_counter()
         trainer = self._trainer(rows, seed, out)
-        ref_seconds = time.perf_counter() - t0
+        build_seconds = time.perf_counter() - t0
         data = trainer.train_dataset
         data = data.select_columns([c for c in data.column_names if c.endswith(("_ids", "_logps"))])
         sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed)
@@ -280,6 +280,7 @@ class DPOWorker:
 
         state = export_state(self.engine)  # collective under ZeRO-3
         self.version = job.round
+        ref_seconds = trainer.ref_logps_seconds
         del trainer, loader, data
         import gc
 
@@ -297,9 +298,10 @@ class DPOWorker:
             "steps": step,
             "steps_per_epoch": max(1, per_epoch // cfg.grad_accum),
             "train_loss": sum(h["loss"] for h in history) / max(1, len(history)),
-            "seconds": compute,
+            "seconds": compute,  # forward, backward and step of every micro-batch
             "loop_seconds": train_seconds,
-            "reference_seconds": ref_seconds,
+            "reference_seconds": ref_seconds,  # the reference's forward passes
+            "trainer_build_seconds": build_seconds,  # TRL's trainer: tokenizing and the reference pass
             "world_size": self.world,
             "device": str(self.device),
             "bf16": self.bf16,
