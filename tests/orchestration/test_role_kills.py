@@ -1,8 +1,8 @@
 """Each long-lived role killed in turn mid-work — a sampler, a scorer, a trainer rank, then the driver —
 and the resumed campaign equals an uninterrupted one: every sample's id and text, every score.
 
-The roles are found as the processes of the campaign's own process group (the driver runs in a session of
-its own, and the local Ray it starts lives in it), by the titles Ray gives its actors.
+The roles are found among the processes of the driver's own local Ray (its descendants), by the titles Ray
+gives its actors.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 from tests.conftest import campaign_config
@@ -43,14 +44,16 @@ def _config(tmp: Path, parts: dict, out: Path) -> Path:
     return path
 
 
-def _role_pids(group: int, title: str) -> list[int]:
-    ps = subprocess.run(["ps", "-eo", "pid=,pgid=,args="], capture_output=True, text=True).stdout
-    pids = []
-    for line in ps.splitlines():
-        pid, pgid, args = line.split(maxsplit=2) + [""] * (3 - len(line.split(maxsplit=2)))
-        if int(pgid) == group and args.startswith(f"ray::{title}"):
-            pids.append(int(pid))
-    return pids
+def _role_pids(driver: int, title: str) -> list[int]:
+    """The processes of the driver's own Ray (its descendants) whose title Ray set to ``ray::<title>``."""
+    found = []
+    for child in psutil.Process(driver).children(recursive=True):
+        try:
+            if " ".join(child.cmdline()).startswith(f"ray::{title}"):
+                found.append(child.pid)
+        except psutil.Error:  # gone meanwhile
+            pass
+    return found
 
 
 def _wait_for(proc: subprocess.Popen, ready: callable, what: str) -> None:
@@ -105,7 +108,13 @@ def test_each_role_killed_in_turn_resumes_to_the_uninterrupted_campaign(tiny_par
         _kill_role(proc, "DPOWorker")
         _wait_for(proc, lambda: any((r2 / "samples" / "units").glob("unit-*.jsonl")), "round 2's first sample unit")
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        ray_processes = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, mid-round
+        for p in ray_processes:  # and the local Ray it started
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
         proc.wait()
     assert not (killed_dir / "markers" / "round-02.sample.json").exists()
 
