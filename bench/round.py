@@ -9,8 +9,10 @@
 Compute is what the work itself took: generation inside the sampler actors, scoring inside the
 evaluator actors (summed over units), and the DPO steps plus the reference's forward passes inside the
 trainer ranks. Everything else in a stage's wall time — starting actors and the trainer group, publishing
-weights, building TRL's trainer around the engine, reading and writing units, MLflow, the report — is
-orchestration overhead, reported per round and as a share of the round. The trainer's resident memory
+weights, building TRL's trainer around the engine, reading and writing units, MLflow — is orchestration
+overhead, reported per round and as a share of the round's loop (the round without its report). The round's
+report (MIDI of the best and worst pieces, charts, the HTML page; part of the eval stage) is shown on a line
+of its own: work the user asked for, neither orchestration nor the loop's compute. The trainer's resident memory
 after each round shows whether the long-lived engine grows.
 """
 
@@ -27,20 +29,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from base import atomic  # noqa: E402
 
 
-def _unit_compute(folder: Path) -> float:
-    """Seconds spent inside actors on the units of ``folder`` (each unit's time counted once)."""
+def _unit_compute(folder: Path, actors: int) -> float:
+    """The wall seconds the units of ``folder`` need on ``actors`` actors working side by side: their time
+    inside the actors (each unit's counted once), spread over the pool (a sum over parallel actors would
+    exceed the stage's wall and hide its overhead)."""
     total = 0.0
     for f in sorted((folder / "units").glob("unit-*.jsonl")):
         rows = atomic.read_jsonl(f)
         if rows:
             total += float(rows[0].get("unit_seconds", 0.0))
-    return total
+    return total / max(1, actors)
 
 
 def round_report(campaign: Path, k: int) -> list[dict]:
     """One row per stage of round ``k``: wall, compute and overhead seconds."""
     d = campaign / f"round-{k:02d}"
     markers = campaign / "markers"
+    pools = json.loads((campaign / "campaign.json").read_text())["config"]["campaign"]
+    samplers, scorers = int(pools["num_samplers"]), int(pools["num_scorers"])
 
     def wall(stage: str) -> float:
         f = markers / f"round-{k:02d}.{stage}.json"
@@ -54,20 +60,26 @@ def round_report(campaign: Path, k: int) -> list[dict]:
         summary = json.loads(dpo.read_text()) if dpo.is_file() else {}
         train = float(summary.get("seconds", 0.0)) + float(summary.get("reference_seconds", 0.0))
         rows += [
-            {"stage": "sample", "wall_s": wall("sample"), "compute_s": _unit_compute(d / "samples")},
-            {"stage": "score", "wall_s": wall("score"), "compute_s": _unit_compute(d / "scores")},
+            {"stage": "sample", "wall_s": wall("sample"), "compute_s": _unit_compute(d / "samples", samplers)},
+            {"stage": "score", "wall_s": wall("score"), "compute_s": _unit_compute(d / "scores", scorers)},
             {"stage": "pairs", "wall_s": wall("pairs"), "compute_s": 0.0},
             {"stage": "dpo", "wall_s": wall("dpo"), "compute_s": train},
         ]
+    eval_marker = json.loads((markers / f"round-{k:02d}.eval.json").read_text())
+    artifacts = float(eval_marker.get("artifacts_seconds", 0.0))
     rows.append(
         {
             "stage": "eval",
-            "wall_s": wall("eval"),
-            "compute_s": _unit_compute(d / "eval" / "samples") + _unit_compute(d / "eval" / "scores"),
+            "wall_s": wall("eval") - artifacts,
+            "compute_s": _unit_compute(d / "eval" / "samples", samplers)
+            + _unit_compute(d / "eval" / "scores", scorers),
         }
     )
     for r in rows:
         r["overhead_s"] = max(0.0, r["wall_s"] - r["compute_s"])
+    # the round's report (MIDI of the best and worst pieces, charts, the HTML page) is work the user asked for,
+    # neither orchestration nor the loop's compute: shown on its own line, outside both
+    rows.append({"stage": "report", "wall_s": artifacts, "compute_s": 0.0, "overhead_s": 0.0, "artifacts": True})
     return rows
 
 
@@ -85,10 +97,11 @@ def trainer_facts(campaign: Path, k: int) -> dict[str, float]:
 
 def format_report(rows: list[dict], k: int, trainer: dict[str, float] | None = None) -> str:
     total = sum(r["wall_s"] for r in rows)
+    loop = sum(r["wall_s"] for r in rows if not r.get("artifacts"))
     over = sum(r["overhead_s"] for r in rows)
     lines = [
-        f"round {k}: {total:.1f} s in all, orchestration overhead {over:.1f} s "
-        f"({100 * over / max(total, 1e-9):.0f}% outside sampling, scoring and training)",
+        f"round {k}: {total:.1f} s in all, {loop:.1f} s without the report; orchestration overhead {over:.1f} s "
+        f"({100 * over / max(loop, 1e-9):.1f}% of the loop outside sampling, scoring and training)",
         f"{'stage':<8} {'wall s':>8} {'compute s':>10} {'overhead s':>11}",
     ]
     lines += [f"{r['stage']:<8} {r['wall_s']:>8.1f} {r['compute_s']:>10.1f} {r['overhead_s']:>11.1f}" for r in rows]

@@ -199,12 +199,16 @@ class ActorPool:
         running: dict[ray.ObjectRef, tuple[int, str, Any, int, float]] = {}
         idle = deque(range(len(self.actors)))
         start = time.perf_counter()
-        while pending or running:
+
+        def dispatch() -> None:
             while pending and idle:
                 slot = idle.popleft()
                 name, payload, tries = pending.popleft()
                 ref = getattr(self.actors[slot], method).remote(payload)
                 running[ref] = (slot, name, payload, tries, time.perf_counter())
+
+        while pending or running:
+            dispatch()
             [ref], _ = ray.wait(list(running), num_returns=1)
             slot, name, payload, tries, t0 = running.pop(ref)
             try:
@@ -230,9 +234,11 @@ class ActorPool:
                 idle.append(slot)
                 continue
             self.stats.busy_seconds.append(time.perf_counter() - t0)
+            # the actor gets its next unit before the driver writes this one's file: it never waits on the disk
+            idle.append(slot)
+            dispatch()
             done(name, result)
             self.stats.units += 1
-            idle.append(slot)
         self.stats.seconds += time.perf_counter() - start
         return self.stats
 

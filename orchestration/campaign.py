@@ -414,8 +414,9 @@ class Campaign:
                 "per_prompt_judge": per_prompt(scores, "judge_score"),
             },
         )
-        self._report_round(k, metrics, scores)
+        artifacts = self._report_round(k, metrics, scores)
         return {
+            "artifacts_seconds": artifacts,
             "sample_seconds": t1 - t0,
             "score_seconds": t2 - t1,
             "sample_actor_seconds": sampled.get("actor_seconds", 0.0),
@@ -556,9 +557,12 @@ class Campaign:
         atomic.write_json(f, {"run_id": run_id})
         return run_id
 
-    def _report_round(self, k: int, metrics: dict[str, float], heldout_scores: list[dict]) -> None:
+    def _report_round(self, k: int, metrics: dict[str, float], heldout_scores: list[dict]) -> float:
+        """Round k's artifacts (best and worst pieces as MIDI, score histogram, the HTML report) and its
+        MLflow records; returns the seconds the artifacts took (bench/round.py shows them apart)."""
         from pipelines.campaign.artifacts import best_and_worst, score_histogram
 
+        start = time.perf_counter()
         child = self._child(k)
         art = self.layout.artifacts(k)
         series = {"held-out": [s["clamp_score"] for s in heldout_scores]}
@@ -571,6 +575,7 @@ class Campaign:
         best_and_worst(samples, heldout_scores, art / "heldout", self.cfg.best_worst_per_prompt)
         score_histogram(series, art / "clamp_scores.png", f"round {k}")
         report = self._write_report()
+        artifacts = time.perf_counter() - start
         t = self.tracker
         t.log_metrics(child, metrics, k)
         t.log_metrics(self.parent, metrics, k)
@@ -588,6 +593,7 @@ class Campaign:
         best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["judge/mean"]) else r["judge/mean"])
         t.set_best(best["version"])
         t.finish(child)
+        return artifacts
 
 
 def best_metric(metrics: dict[str, float]) -> float:

@@ -57,14 +57,35 @@ class RoundJob:
 
 
 def rss_mb() -> float:
-    """This process's resident memory now (not its peak), in MiB."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        import psutil
+    """This process's private resident memory now (not its peak), in MiB.
 
-        return psutil.Process().memory_info().rss / 2**20
+    Private (``RssAnon``): the pages of Ray's shared object store that a rank maps when it returns weights
+    count in its plain RSS, grow with every object it touches and are not its own memory.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import psutil
+
+    return float(psutil.Process().memory_full_info().uss) / 2**20
+
+
+def _release_memory() -> None:
+    """Give the round's freed memory back to the system, so that a long-lived rank's footprint stays that of
+    what it keeps (glibc holds freed heap pages otherwise, and its resident size creeps with each round's
+    activations)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _free_port() -> int:
@@ -151,6 +172,17 @@ class DPOWorker:
         from pipelines.dpo.trainer import NotaGenDPOTrainer, training_args
 
         datasets.disable_progress_bars()
+        # the pairs as a dataset on disk in the round's folder (which every node sees): TRL's rank 0 writes the
+        # tokenized pairs and the reference log-probs beside it and the other ranks read them from there (an
+        # in-memory dataset would keep them in each process's own temporary folder, out of the others' reach)
+        path = out / "pairs-dataset"
+        if self.rank == 0:
+            shutil.rmtree(path, ignore_errors=True)
+            Dataset.from_list(rows).save_to_disk(str(path))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
         module = self.engine.module
         # TRL patches ``forward`` on the instance each time a trainer is built; start from the class's own
         module.__dict__.pop("forward", None)
@@ -174,7 +206,7 @@ class DPOWorker:
                 ref_model=self.ref,
                 args=args,
                 dpop_lambda=self.spec.dpo.dpop_lambda,
-                train_dataset=Dataset.from_list(rows),
+                train_dataset=Dataset.load_from_disk(str(path)),
                 processing_class=NotaGenTokenizer(patch_size=cfg.patch_size),
             )
 
@@ -202,6 +234,7 @@ class DPOWorker:
         from pipelines.dpo.dataset import read_pairs
 
         expect_version(self.version, start_version, f"trainer rank {self.rank}")
+        entered = time.perf_counter()
         cfg, out = self.spec.dpo, Path(job.out_dir)
         seed = cfg.seed + job.round
         rss_before = rss_mb()
@@ -224,14 +257,21 @@ class DPOWorker:
         micro_total = steps * cfg.grad_accum
 
         ckpt_dir = out / "checkpoints"
-        step, history = 0, []
+        step, history, flushed = 0, [], 0
         tag = trusted_checkpoint(ckpt_dir)
         if tag is not None:
             _, client = self.engine.load_checkpoint(str(ckpt_dir), tag=tag)
-            step, history = int(client["step"]), list(client["history"])
+            step, history, flushed = int(client["step"]), list(client["history"]), int(client["flushed"])
             torch.set_rng_state(client["rng"])
             log.info("round %d: resuming from %s (step %d of %d)", job.round, tag, step, steps)
         tracker = MetricLogger(job.tracking_uri, job.run_id) if self.rank == 0 else None
+
+        def flush(done: int) -> int:
+            """Send the steps after the first ``done`` to MLflow (one write); returns how many are sent."""
+            if tracker:
+                tracker.log_steps([(i + 1, h) for i, h in enumerate(history) if i >= done])
+            return len(history)
+
         self.engine.train()
         metrics = trainer._metrics["train"]
         metrics.clear()
@@ -266,32 +306,37 @@ class DPOWorker:
                 metrics.clear()
                 losses.clear()
                 history.append(logged)
-                if tracker:
-                    tracker.log(logged, step)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
+                    # MLflow gets the steps a checkpoint covers, never more: a round resumed from it logs
+                    # each step exactly once
+                    flushed = flush(flushed)
                     rng = torch.get_rng_state()
                     self.engine.save_checkpoint(
-                        str(ckpt_dir), tag=f"step{step}", client_state={"step": step, "history": history, "rng": rng}
+                        str(ckpt_dir),
+                        tag=f"step{step}",
+                        client_state={"step": step, "history": history, "rng": rng, "flushed": flushed},
                     )
                     if self.rank == 0:
                         integrity.seal(ckpt_dir / f"step{step}")
                         prune_checkpoints(ckpt_dir, 1)
+        flush(flushed)
         train_seconds = time.perf_counter() - t1
 
         state = export_state(self.engine)  # collective under ZeRO-3
         self.version = job.round
         ref_seconds = trainer.ref_logps_seconds
         del trainer, loader, data
-        import gc
-
-        gc.collect()
+        _release_memory()
         if self.rank != 0:
             return {}, None
         module = self.engine.module
         weights = PolicyWeights.of(module, job.round, state)
         # a copy: save_pretrained drops the tied lm_head from the dict it is given, and the samplers need it
         atomic.write_dir(out / "policy", lambda tmp: module.save_pretrained(tmp, state_dict=dict(weights.state_dict)))
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the round's policy is written: its checkpoints are spent
+        # the round's policy is written: its checkpoints and its dataset cache are spent (every rank is past
+        # them: the weights' export above is collective)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(out / "pairs-dataset", ignore_errors=True)
         first, last = (history[0], history[-1]) if history else ({}, {})
         summary = {
             "pairs": len(rows),
@@ -310,5 +355,6 @@ class DPOWorker:
             **{f"first/{k}": v for k, v in first.items()},
             **last,
         }
+        summary["round_seconds"] = time.perf_counter() - entered  # all of this call, for bench/round.py
         atomic.write_json(out / "dpo_summary.json", summary)
         return summary, weights

@@ -202,6 +202,19 @@ def campaign_corpus(root: Path) -> Path:
     return write_corpus(root, {"jig": (6, 6), "reel": (6, 6), "chorale": (5, 5)}, per_style=14, eval_per_style=3)
 
 
+def campaign_rows(folder: Path) -> dict[str, list[dict]]:
+    """Every samples and scores file of a campaign's rounds, by relative path, without the fields that say
+    when and where a row was made (what two runs of one campaign must agree on)."""
+    out = {}
+    for f in sorted(folder.glob("round-*/**/*.jsonl")):
+        if f.name in ("samples.jsonl", "scores.jsonl"):
+            rows = [json.loads(x) for x in f.read_text().splitlines()]
+            out[str(f.relative_to(folder))] = [
+                {k: v for k, v in r.items() if k not in ("unit_seconds", "node")} for r in rows
+            ]
+    return out
+
+
 def campaign_config(tmp: Path, corpus: Path, out: Path, **campaign: object) -> Path:
     """A YAML config for a campaign of tiny everything (seconds per stage on 2 cores)."""
     evaluator = {

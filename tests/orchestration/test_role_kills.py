@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import psutil
 import yaml
 
-from tests.conftest import campaign_config
+from tests.conftest import campaign_config, campaign_rows
 
 CLI = [sys.executable, "-m", "clampdpo"]
 REPO = Path(__file__).resolve().parents[2]
-VOLATILE = ("unit_seconds", "node")  # when and where a row was made, not what it is
 
 
 def _config(tmp: Path, parts: dict, out: Path) -> Path:
@@ -68,16 +68,6 @@ def _kill_role(proc: subprocess.Popen, title: str) -> None:
     pids = _role_pids(proc.pid, title)
     assert pids, f"no {title} process in the campaign's process group"
     os.kill(pids[0], signal.SIGKILL)
-
-
-def _rows(folder: Path) -> dict[str, list[dict]]:
-    """Every samples/scores file of a campaign, by relative path, without when/where fields."""
-    out = {}
-    for f in sorted(folder.glob("round-*/**/*.jsonl")):
-        if f.name in ("samples.jsonl", "scores.jsonl"):
-            rows = [json.loads(x) for x in f.read_text().splitlines()]
-            out[str(f.relative_to(folder))] = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
-    return out
 
 
 def test_each_role_killed_in_turn_resumes_to_the_uninterrupted_campaign(tiny_parts, tmp_path):
@@ -132,8 +122,12 @@ def test_each_role_killed_in_turn_resumes_to_the_uninterrupted_campaign(tiny_par
     assert dpo["trainer/restarts"] == 1
     calm_dpo = json.loads((calm_dir / "markers" / "round-01.dpo.json").read_text())
     assert dpo["steps"] == calm_dpo["steps"] and dpo["train_loss"] == calm_dpo["train_loss"]
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{killed_dir / 'mlflow.db'}")
+    run_id = json.loads((r1 / "run.json").read_text())["run_id"]
+    logged = [m.step for m in client.get_metric_history(run_id, "rewards/margins")]
+    assert sorted(logged) == list(range(1, dpo["steps"] + 1))  # every step in MLflow once, the lost ones too
 
-    calm_rows, killed_rows = _rows(calm_dir), _rows(killed_dir)
+    calm_rows, killed_rows = campaign_rows(calm_dir), campaign_rows(killed_dir)
     assert sorted(calm_rows) == sorted(killed_rows) and len(calm_rows) >= 8
     for path, rows in calm_rows.items():
         assert killed_rows[path] == rows, f"{path} differs from the uninterrupted campaign"

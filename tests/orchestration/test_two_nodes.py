@@ -1,7 +1,8 @@
-"""A campaign round on a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback only).
+"""A campaign of five rounds on a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback
+only) gives exactly the samples and scores of the same campaign on one node.
 
-Samplers run on both nodes and give exactly the samples the plan asks for (generated here, in one
-process, as the oracle); DPO trains on the cluster's Ray Train worker.
+Samplers run on both nodes; round 1's samples are also checked against the plan's seeds generated here, in
+one process (an oracle outside the campaign); the trainer group trains on the cluster every round.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from pipelines.campaign.plan import Prompts, round_samples
-from tests.conftest import campaign_config, planned_samples
+from tests.conftest import campaign_config, campaign_rows, planned_samples
 
 CLI = [sys.executable, "-m", "clampdpo"]
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def _alive_nodes(address: str, env: dict) -> int:
     return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
 
 
-def test_a_round_runs_on_a_two_node_local_ray_cluster(tiny_parts, tmp_path):
+def test_five_rounds_on_a_two_node_local_ray_cluster_equal_one_node(tiny_parts, tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     # a test cluster on loopback: no token (Ray ≥ 2.5x asks every node and driver for one by default)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
@@ -86,6 +87,7 @@ def test_a_round_runs_on_a_two_node_local_ray_cluster(tiny_parts, tmp_path):
             use_judge=False,
             num_samplers=2,
             num_scorers=1,
+            rounds=5,
             policy_from=str(tiny_parts["policy"]),
             evaluator_from=str(tiny_parts["evaluator"]),
         )
@@ -102,8 +104,21 @@ def test_a_round_runs_on_a_two_node_local_ray_cluster(tiny_parts, tmp_path):
         assert len({r["node"] for r in rows}) == 2  # the two samplers ran on both nodes
         specs = round_samples(Prompts.from_dict(json.loads((out / "prompts.json").read_text())).train, 1, 8, 0)
         assert [r["text"] for r in rows] == planned_samples(tiny_parts["policy"], specs)  # as on one process
-        dpo = json.loads((out / "markers" / "round-01.dpo.json").read_text())
-        assert dpo["pairs"] > 0 and dpo["steps"] >= 1  # DPO trained on the cluster's Ray Train worker
+        dpos = [json.loads((out / "markers" / f"round-{k:02d}.dpo.json").read_text()) for k in range(1, 6)]
+        assert all(d["steps"] >= 1 for d in dpos)  # the trainer group trained every round
+        assert dpos[0]["trainer/start_seconds"] > 0 and all(d["trainer/start_seconds"] == 0 for d in dpos[1:])
+
+        one = tmp_path / "one-node"  # the same campaign on this process's own local Ray
+        cfg_one = Path(str(cfg).replace("two-nodes", "one-node"))
+        cfg_one.write_text(cfg.read_text().replace(str(out), str(one)))
+        alone = subprocess.run(
+            CLI + ["campaign", "run", "--config", str(cfg_one)], capture_output=True, text=True, cwd=REPO, timeout=900
+        )
+        assert alone.returncode == 0, alone.stderr[-4000:]
+        two_rows, one_rows = campaign_rows(out), campaign_rows(one)
+        assert sorted(two_rows) == sorted(one_rows) and len(two_rows) == 22  # 5 rounds × 4 files + round 0's 2
+        for path, rows in one_rows.items():
+            assert two_rows[path] == rows, f"{path} differs between two nodes and one"
     finally:
         # `ray start --block` leaves its raylet and GCS running for a long while after SIGTERM: a short grace,
         # then the whole process group of each node (raylet, GCS, workers) is killed

@@ -1,0 +1,80 @@
+"""The long-lived trainer group on real Ray and DeepSpeed: two gloo ranks, an engine built once, trained for
+two rounds; the margin rises, the reference moves with the rounds, weights come back with their version.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import ray
+import torch
+
+from models.config import load_model
+from orchestration.dpo_worker import RoundJob, TrainerSpec
+from orchestration.placement import Reservation
+from orchestration.ray_runtime import ensure_ray
+from orchestration.trainer_group import TrainerGroup
+from orchestration.weights import PolicyWeights
+from pipelines.dpo.config import DPORoundConfig
+from pipelines.dpo.dataset import PairRecord, write_pairs
+from tests.pipelines.dpo.test_trainer import BAD, GOOD, PROMPT, tiny_model
+
+
+def _pairs(path, k: int, n: int = 8) -> str:
+    pairs = [PairRecord(k, "p", PROMPT, f"c{i}", f"r{i}", GOOD, BAD, 0.9, 0.1, i, 100 + i) for i in range(n)]
+    write_pairs(path, pairs, {"round": k})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ensure_ray(None)
+
+
+def test_two_ranks_train_two_rounds_on_one_engine(local_ray, tmp_path):
+    policy0 = tmp_path / "policy0"
+    tiny_model().save_pretrained(policy0)
+    cfg = DPORoundConfig(loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=2, lr=1e-3)
+    spec = TrainerSpec(dpo=cfg, precision="fp32", policy_dir=str(policy0), version=0, reference_dir=None)
+    group = TrainerGroup(spec, 2, Reservation(cpus=0.5, gpus=0.0, colocated=True), threads=1)
+    try:
+        summaries, weights = [], []
+        for k in (1, 2):
+            out = tmp_path / f"round-{k}"
+            summary, ref = group.train(RoundJob(k, _pairs(tmp_path / f"pairs-{k}.jsonl", k), str(out), "", None))
+            summaries.append(summary)
+            weights.append(ray.get(ref))
+        pids = group.pids()
+    finally:
+        group.shutdown()
+
+    one, two = summaries
+    # 8 pairs over 2 ranks of 2 pairs: 2 steps an epoch, 2 epochs
+    assert one["world_size"] == 2 and one["steps"] == 4 and two["steps"] == 4
+    assert one["first/rewards/margins"] == pytest.approx(0.0, abs=0.01)  # the policy starts as its reference
+    assert one["rewards/margins"] > one["first/rewards/margins"]  # and learns the pairs
+    # round 2's reference is round 1's policy, held by the engine: its margins start at 0 again
+    assert two["first/rewards/margins"] == pytest.approx(0.0, abs=0.01)
+    assert two["logps/chosen"] > one["logps/chosen"]  # while the policy keeps moving the same way
+
+    assert [w.version for w in weights] == [1, 2] and len(set(pids)) == 2
+    saved = load_model(tmp_path / "round-2" / "policy").state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in weights[1].state_dict.items())  # the published = the saved
+    assert json.loads((tmp_path / "round-2" / "dpo_summary.json").read_text())["steps"] == 4
+    key = "model.char_decoder.wte.weight"
+    assert not torch.equal(weights[0].state_dict[key], weights[1].state_dict[key])  # round 2 moved the policy on
+
+
+def test_a_trainer_refuses_a_round_from_another_policy_version(local_ray, tmp_path):
+    policy0 = tmp_path / "policy0"
+    tiny_model().save_pretrained(policy0)
+    spec = TrainerSpec(DPORoundConfig(batch_pairs=2), "fp32", str(policy0), 3, None)
+    group = TrainerGroup(spec, 1, Reservation(cpus=1.0, gpus=0.0, colocated=False), threads=1)
+    try:
+        job = RoundJob(5, _pairs(tmp_path / "pairs.jsonl", 5), str(tmp_path / "r5"), "", None)
+        with pytest.raises(ray.exceptions.RayTaskError, match="holds policy version 3, but the work is for version 4"):
+            ray.get(group.ranks[0].train_round.options(num_returns=2).remote(job, 4)[0])
+    finally:
+        group.shutdown()
+    assert PolicyWeights.load(policy0, 0).version == 0
