@@ -77,6 +77,17 @@ class MetricLogger:
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.log_steps([(step, metrics)])
 
+    def last_step(self, key: str) -> int:
+        """The highest step the run already has for ``key`` (0 when none): what a restarted worker must not
+        log again."""
+        if not self.client:
+            return 0
+        try:
+            return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=0)
+        except Exception as err:  # tracking must never stop training
+            log.warning("MLflow metric history unavailable: %s", err)
+            return 0
+
     def log_steps(self, steps: list[tuple[int, dict[str, float]]]) -> None:
         """Several steps' metrics in as few writes as MLflow allows (one per 1,000 values): a write per step
         costs a database transaction each, seconds over a round."""

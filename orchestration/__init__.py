@@ -1,1 +1,1 @@
-"""Ray actors, Ray Train + DeepSpeed launch, campaign state and MLflow tracking."""
+"""Ray actors and the trainer group, Ray Train + DeepSpeed launch, campaign state and MLflow tracking."""

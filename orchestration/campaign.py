@@ -1,7 +1,7 @@
 """The CLaMP-DPO campaign driver: corpus → policy → evaluator (+ judge) → prompts → rounds.
 
 ``Campaign.run`` is the list of stages. Round k: sample candidates of the training prompts with policy
-k−1 (sampler actors) → score them (scorer actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → policy
+k−1 (sampler actors) → score them (scorer actors) → pairs → DPO (TRL + DeepSpeed on the trainer group) → policy
 k → evaluate policy k on the held-out prompts. Round 0 only evaluates the starting policy. Every stage ends
 with a marker (pipelines/campaign/state.py), so ``resume`` picks up where a crash left off.
 
@@ -173,7 +173,7 @@ class Campaign:
         if not self.cfg.cache_dir or self.rebuild:
             return key, None
         hit = lookup(self.cfg.cache_dir, key)
-        # absolute: Ray Train workers and actors run in folders of their own, where a relative path leads nowhere
+        # absolute: training workers and actors run in folders of their own, where a relative path leads nowhere
         return key, hit.resolve() if hit is not None else None
 
     def train_policy(self) -> dict[str, Any]:

@@ -22,13 +22,15 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 @dataclass
 class ClusterConfig:
-    """Where Ray Train workers run; shared by SFT and DPO."""
+    """Where training runs: SFT's Ray Train workers and the campaign's DPO trainer group."""
 
     ray_address: Optional[str] = option(
         None, help="Ray cluster address ('auto' or host:port); None starts a local Ray in this process."
     )
     num_workers: int = option(1, help="Training workers (one process each; one GPU each when GPUs are used).")
-    cpus_per_worker: int = option(1, help="CPU cores reserved per training worker.")
+    cpus_per_worker: int = option(
+        1, help="CPU cores per training worker (its torch threads; reserved whole where the cluster has room)."
+    )
     use_gpu: str = option("auto", help="'auto' (GPUs when the cluster has them), 'yes' or 'no'.")
     precision: str = option("auto", help="'auto' (bf16 on GPUs that support it, else fp32), 'bf16' or 'fp32'.")
 

@@ -257,19 +257,23 @@ class DPOWorker:
         micro_total = steps * cfg.grad_accum
 
         ckpt_dir = out / "checkpoints"
-        step, history, flushed = 0, [], 0
+        step, history = 0, []
         tag = trusted_checkpoint(ckpt_dir)
         if tag is not None:
             _, client = self.engine.load_checkpoint(str(ckpt_dir), tag=tag)
-            step, history, flushed = int(client["step"]), list(client["history"]), int(client["flushed"])
+            step, history = int(client["step"]), list(client["history"])
             torch.set_rng_state(client["rng"])
             log.info("round %d: resuming from %s (step %d of %d)", job.round, tag, step, steps)
         tracker = MetricLogger(job.tracking_uri, job.run_id) if self.rank == 0 else None
+        # a round run again after its trainer died recomputes the same steps: those a lost attempt already sent
+        # to MLflow are not sent twice
+        sent_before = tracker.last_step("loss") if tracker else 0
+        flushed = 0
 
         def flush(done: int) -> int:
             """Send the steps after the first ``done`` to MLflow (one write); returns how many are sent."""
             if tracker:
-                tracker.log_steps([(i + 1, h) for i, h in enumerate(history) if i >= done])
+                tracker.log_steps([(i + 1, h) for i, h in enumerate(history) if i >= done and i + 1 > sent_before])
             return len(history)
 
         self.engine.train()
@@ -301,20 +305,18 @@ class DPOWorker:
                 if micro % cfg.grad_accum:
                     continue
                 step += 1
-                logged = {k: sum(v) / len(v) for k, v in metrics.items() if v}
-                logged.update({"loss": sum(losses) / len(losses), "learning_rate": lr, "epoch": micro / per_epoch})
+                row = {k: sum(v) / len(v) for k, v in metrics.items() if v}
+                row.update({"loss": sum(losses) / len(losses), "learning_rate": lr, "epoch": micro / per_epoch})
                 metrics.clear()
                 losses.clear()
-                history.append(logged)
+                history.append(row)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
-                    # MLflow gets the steps a checkpoint covers, never more: a round resumed from it logs
-                    # each step exactly once
                     flushed = flush(flushed)
                     rng = torch.get_rng_state()
                     self.engine.save_checkpoint(
                         str(ckpt_dir),
                         tag=f"step{step}",
-                        client_state={"step": step, "history": history, "rng": rng, "flushed": flushed},
+                        client_state={"step": step, "history": history, "rng": rng},
                     )
                     if self.rank == 0:
                         integrity.seal(ckpt_dir / f"step{step}")

@@ -118,7 +118,9 @@ def register(groups: argparse._SubParsersAction) -> None:
         help="run, resume, inspect and compare CLaMP-DPO campaigns",
         description="A campaign: corpus → policy (SFT or given) → evaluator and judge (trained or "
         "given) → ground-truth centroids → K rounds of sample (Ray sampler actors) → score (Ray "
-        "evaluator actors) → pairs → DPO (TRL on Ray Train + DeepSpeed) → held-out evaluation. "
+        "evaluator actors) → pairs → DPO (TRL + DeepSpeed on a trainer group) → held-out evaluation. Samplers, "
+        "scorers and the trainer group live for the whole campaign; the policy moves between them as numbered "
+        "versions. "
         "Tracked in MLflow (parent run = campaign, child run = round); resumable stage by stage.",
     )
     sub = p.add_subparsers(dest="command", metavar="<command>", required=True)

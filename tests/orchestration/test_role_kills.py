@@ -122,10 +122,14 @@ def test_each_role_killed_in_turn_resumes_to_the_uninterrupted_campaign(tiny_par
     assert dpo["trainer/restarts"] == 1
     calm_dpo = json.loads((calm_dir / "markers" / "round-01.dpo.json").read_text())
     assert dpo["steps"] == calm_dpo["steps"] and dpo["train_loss"] == calm_dpo["train_loss"]
-    client = mlflow.tracking.MlflowClient(f"sqlite:///{killed_dir / 'mlflow.db'}")
-    run_id = json.loads((r1 / "run.json").read_text())["run_id"]
-    logged = [m.step for m in client.get_metric_history(run_id, "rewards/margins")]
-    assert sorted(logged) == list(range(1, dpo["steps"] + 1))  # every step in MLflow once, the lost ones too
+
+    def losses(folder: Path) -> list[tuple[int, float]]:
+        client = mlflow.tracking.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        run_id = json.loads((folder / "round-01" / "run.json").read_text())["run_id"]
+        return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
+
+    # every DPO step in MLflow once, with the uninterrupted campaign's value, those before the kill too
+    assert losses(killed_dir) == losses(calm_dir) and len(losses(calm_dir)) == dpo["steps"]
 
     calm_rows, killed_rows = campaign_rows(calm_dir), campaign_rows(killed_dir)
     assert sorted(calm_rows) == sorted(killed_rows) and len(calm_rows) >= 8
