@@ -86,7 +86,9 @@ class SamplerActor:
         expect_version(self.version, handle["version"], "sampler")
 
     def generate(self, unit: dict) -> list[dict]:
+        loading = time.perf_counter()
         self._load(unit["policy"])
+        load_seconds = time.perf_counter() - loading  # 0 but for a unit of a new version: moving weights
         specs = unit["specs"]
         start = time.perf_counter()
         samples = self.sampler.generate([list(s["lines"]) for s in specs], [int(s["seed"]) for s in specs])
@@ -105,6 +107,7 @@ class SamplerActor:
                 "chars": s.chars,
                 "stream_cuts": s.stream_cuts,
                 "unit_seconds": seconds,
+                "load_seconds": load_seconds,
                 "node": node,
                 "policy_version": self.version,
             }

@@ -65,6 +65,7 @@ class TrainerGroup:
     def train(self, job: RoundJob) -> tuple[dict[str, Any], ray.ObjectRef]:
         """Round ``job.round`` on every rank; returns rank 0's summary and a reference to the new weights
         (owned by this driver, so they outlive the group)."""
+        start = time.perf_counter()
         calls = [r.train_round.options(num_returns=2).remote(job, self.version) for r in self.ranks]
         pending = [summary for summary, _ in calls]
         while pending:
@@ -82,7 +83,9 @@ class TrainerGroup:
                     raise TrainerLost(f"a trainer rank died in round {job.round}") from err
                 raise
         self.version = job.round
-        return ray.get(calls[0][0]), calls[0][1]
+        summary = ray.get(calls[0][0])
+        summary["call_seconds"] = time.perf_counter() - start  # the round as the driver saw it
+        return summary, calls[0][1]
 
     @staticmethod
     def _any_dead(pending: list[ray.ObjectRef], timeout: float = 10.0) -> bool:

@@ -210,7 +210,7 @@ def campaign_rows(folder: Path) -> dict[str, list[dict]]:
         if f.name in ("samples.jsonl", "scores.jsonl"):
             rows = [json.loads(x) for x in f.read_text().splitlines()]
             out[str(f.relative_to(folder))] = [
-                {k: v for k, v in r.items() if k not in ("unit_seconds", "node")} for r in rows
+                {k: v for k, v in r.items() if k != "node" and not k.endswith("_seconds")} for r in rows
             ]
     return out
 
