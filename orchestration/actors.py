@@ -10,6 +10,7 @@ the plan), so a retried unit yields exactly what the lost one would have.
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections import deque
 from collections.abc import Callable
@@ -193,12 +194,34 @@ class ActorPool:
     def _new(self):
         return self.remote_cls.options(**self.options).remote(*self.args)
 
-    def run(self, units: list[tuple[str, Any]], method: str, done: Callable[[str, Any], None]) -> PoolStats:
+    def run(
+        self,
+        units: list[tuple[str, Any]],
+        method: str,
+        done: Callable[[str, Any], None],
+        feed: queue.Queue | None = None,
+    ) -> PoolStats:
         """Call ``method`` on every unit (name, payload); ``done(name, result)`` runs on the driver as each
-        unit finishes. A unit whose actor dies is queued again, up to ``max_unit_retries`` times. Returns
-        this call's statistics (the pool may run many calls)."""
+        unit finishes. A unit whose actor dies is queued again, up to ``max_unit_retries`` times. With
+        ``feed``, more units keep arriving through it until it yields None. Returns this call's statistics
+        (the pool may run many calls)."""
         self.stats = PoolStats()
         pending = deque((name, payload, 0) for name, payload in units)
+        feeding = feed is not None
+
+        def take(wait: bool) -> bool:
+            """Move what the feed holds into ``pending``; False once it has said it is closed."""
+            assert feed is not None
+            try:
+                item = feed.get(timeout=0.05) if wait else feed.get_nowait()
+                while True:
+                    if item is None:
+                        return False
+                    pending.append((item[0], item[1], 0))
+                    item = feed.get_nowait()
+            except queue.Empty:
+                return True
+
         running: dict[ray.ObjectRef, tuple[int, str, Any, int, float]] = {}
         idle = deque(range(len(self.actors)))
         start = time.perf_counter()
@@ -210,9 +233,16 @@ class ActorPool:
                 ref = getattr(self.actors[slot], method).remote(payload)
                 running[ref] = (slot, name, payload, tries, time.perf_counter())
 
-        while pending or running:
+        while pending or running or feeding:
+            if feeding:
+                feeding = take(wait=not pending and not running)
             dispatch()
-            [ref], _ = ray.wait(list(running), num_returns=1)
+            if not running:
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.05 if feeding else None)
+            if not ready:
+                continue
+            ref = ready[0]
             slot, name, payload, tries, t0 = running.pop(ref)
             try:
                 result = ray.get(ref)

@@ -12,12 +12,15 @@ MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import queue
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -262,7 +265,8 @@ class Campaign:
 
     def sample_candidates(self, k: int) -> dict[str, Any]:
         specs = plan.round_samples(self.prompts.train, k, self.cfg.samples_per_prompt, self.cfg.seed)
-        return self._sample(specs, k - 1, self.layout.samples(k))
+        with self._scoring_alongside(self.layout.scores(k), self.project.dpo.require_parse) as on_unit:
+            return self._sample(specs, k - 1, self.layout.samples(k), on_unit)
 
     def score_candidates(self, k: int) -> dict[str, Any]:
         # the parse guard is an exclusion only when asked for: music21's ABC reader costs ~0.1 s a piece
@@ -385,7 +389,8 @@ class Campaign:
             self.prompts.heldout + self.evaluated_train, k, self.cfg.eval_samples_per_prompt, self.cfg.seed
         )
         t0 = time.perf_counter()
-        sampled = self._sample(specs, k, self.layout.eval_samples(k))
+        with self._scoring_alongside(self.layout.eval_scores(k), True) as on_unit:
+            sampled = self._sample(specs, k, self.layout.eval_samples(k), on_unit)
         t1 = time.perf_counter()
         scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k), music21_abc=True)
         t2 = time.perf_counter()
@@ -486,8 +491,59 @@ class Campaign:
         self._pools.clear()
         self._stop_trainer()
 
-    def _sample(self, specs: list[plan.SampleSpec], version: int, folder: Path) -> dict[str, Any]:
-        """Generate ``specs`` with the policy of round ``version`` (0: the starting policy)."""
+    @contextlib.contextmanager
+    def _scoring_alongside(self, folder: Path, music21_abc: bool) -> Iterator[Callable[[str, list[dict]], None] | None]:
+        """While the block samples, score each sample unit as it arrives, into ``folder``'s units (the score
+        stage then finds them done); yields the sampling's per-unit hook, or None where overlap saves nothing
+        (``campaign.overlap_scoring``). Scoring that fails here only leaves its units to the score stage."""
+        if not self._overlap():
+            yield None
+            return
+        pool = self._pool("scorers")
+        feed: queue.Queue = queue.Queue()
+        unit_dir = folder / "units"
+        unit_dir.mkdir(parents=True, exist_ok=True)
+
+        def write(name: str, rows: list[dict]) -> None:
+            atomic.write_jsonl(unit_dir / f"{name}.jsonl", rows)
+
+        def work() -> None:
+            try:
+                pool.run([], "score", write, feed)
+            except Exception as err:
+                log.warning(
+                    "scoring alongside sampling stopped (%s: %s); the score stage scores the rest",
+                    type(err).__name__,
+                    err,
+                )
+
+        def send(name: str, rows: list[dict]) -> None:
+            feed.put((name, {"rows": [_score_row(r) for r in rows], "music21_abc": music21_abc}))
+
+        worker = threading.Thread(target=work, name="scoring-alongside", daemon=True)
+        worker.start()
+        try:
+            yield send
+        finally:
+            feed.put(None)
+            worker.join()
+
+    def _overlap(self) -> bool:
+        """Whether scoring runs alongside sampling: asked for, or (auto) where neither role shares cores."""
+        setting = self.cfg.overlap_scoring
+        if setting != "auto":
+            return setting == "yes"
+        return not (self._reservation("samplers").colocated or self._reservation("scorers").colocated)
+
+    def _sample(
+        self,
+        specs: list[plan.SampleSpec],
+        version: int,
+        folder: Path,
+        on_unit: Callable[[str, list[dict]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Generate ``specs`` with the policy of round ``version`` (0: the starting policy); ``on_unit`` hears
+        of each unit generated here."""
         from orchestration.work_units import run_units
 
         handle: list = []  # the weights are found (or published) when a unit needs them, once per stage
@@ -504,6 +560,7 @@ class Campaign:
             "generate",
             lambda: self._pool("samplers"),
             payload,
+            on_unit,
         )
         atomic.write_jsonl(folder / SAMPLES_FILE, rows)
         return {"samples": len(rows), **stats}
@@ -511,10 +568,7 @@ class Campaign:
     def _score(self, samples: Path, folder: Path, music21_abc: bool = False) -> dict[str, Any]:
         from orchestration.work_units import run_units
 
-        rows = [
-            {k: s.get(k) for k in ("id", "prompt", "seed", "interleaved", "finished")}
-            for s in atomic.read_jsonl(samples / SAMPLES_FILE)
-        ]
+        rows = [_score_row(s) for s in atomic.read_jsonl(samples / SAMPLES_FILE)]
         scored, stats = run_units(
             folder,
             rows,
@@ -594,6 +648,11 @@ class Campaign:
         t.set_best(best["version"])
         t.finish(child)
         return artifacts
+
+
+def _score_row(sample: dict) -> dict:
+    """What a scorer needs of a sample."""
+    return {k: sample.get(k) for k in ("id", "prompt", "seed", "interleaved", "finished")}
 
 
 def best_metric(metrics: dict[str, float]) -> float:

@@ -40,12 +40,14 @@ def run_units(
     kind: str,
     pool: Callable[[], Any],
     payload: Callable[[list[dict]], Any] | None = None,
+    on_unit: Callable[[str, list[dict]], None] | None = None,
 ) -> tuple[list[dict], dict[str, float]]:
     """Run the units of ``items`` that have no file in ``folder/units`` yet, then merge every unit.
 
     ``pool()`` gives the ``ActorPool`` that runs them (asked for only when a unit is left to run);
     ``payload(chunk)`` wraps a unit's items into what the actor's ``kind`` method receives (the items
-    themselves by default).
+    themselves by default); ``on_unit(name, rows)`` is told of each unit run here once its file is written
+    (the next stage may start on it).
     """
     chunks = [items[i : i + unit_size] for i in range(0, len(items), unit_size)]
     names = [f"unit-{i:04d}" for i in range(len(chunks))]
@@ -63,6 +65,8 @@ def run_units(
         def done(name: str, rows: list[dict]) -> None:
             atomic.write_jsonl(unit_dir / f"{name}.jsonl", rows)
             bar.update(1)
+            if on_unit is not None:
+                on_unit(name, rows)
 
         try:
             s = pool().run(todo, kind, done)

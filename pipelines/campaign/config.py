@@ -74,6 +74,11 @@ class CampaignConfig:
     unit_size: int = option(8, help="Samples per work unit: the grain of scheduling, retry and resume.")
     max_restarts: int = option(3, help="Times Ray restarts a dead sampler or evaluator actor.")
     max_unit_retries: int = option(3, help="Times a work unit lost with its actor is tried again.")
+    overlap_scoring: str = option(
+        "auto",
+        help="Score each sample unit as soon as it is generated, while sampling goes on: 'auto' (where samplers "
+        "and scorers have resources of their own; where they share cores in turn it saves nothing), 'yes', 'no'.",
+    )
     best_worst_per_prompt: int = option(
         1, help="Best and worst samples per prompt saved as ABC and MIDI artifacts each round."
     )
@@ -102,3 +107,8 @@ class CampaignConfig:
             check(getattr(self, name) >= 0, name, f"must be ≥ 0, got {getattr(self, name)}")
         check(self.max_restarts >= 0 and self.max_unit_retries >= 0, "max_restarts", "retries must be ≥ 0")
         check(self.best_worst_per_prompt >= 0, "best_worst_per_prompt", "must be ≥ 0")
+        check(
+            self.overlap_scoring in ("auto", "yes", "no"),
+            "overlap_scoring",
+            f"must be auto, yes or no, got {self.overlap_scoring!r}",
+        )

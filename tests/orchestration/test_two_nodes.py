@@ -1,5 +1,6 @@
 """A campaign of five rounds on a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback
-only) gives exactly the samples and scores of the same campaign on one node.
+only) gives exactly the samples and scores of the same campaign on one node: there every role has cores of
+its own and scoring runs alongside sampling; on one node the roles share cores and take turns.
 
 Samplers run on both nodes; round 1's samples are also checked against the plan's seeds generated here, in
 one process (an oracle outside the campaign); the trainer group trains on the cluster every round.
@@ -107,6 +108,9 @@ def test_five_rounds_on_a_two_node_local_ray_cluster_equal_one_node(tiny_parts, 
         dpos = [json.loads((out / "markers" / f"round-{k:02d}.dpo.json").read_text()) for k in range(1, 6)]
         assert all(d["steps"] >= 1 for d in dpos)  # the trainer group trained every round
         assert dpos[0]["trainer/start_seconds"] > 0 and all(d["trainer/start_seconds"] == 0 for d in dpos[1:])
+        # samplers and scorers have cores of their own here: each unit was scored as soon as it was sampled
+        scored = [json.loads((out / "markers" / f"round-{k:02d}.score.json").read_text()) for k in range(1, 6)]
+        assert all(s["units_run"] == 0 and s["units"] > 0 for s in scored)
 
         one = tmp_path / "one-node"  # the same campaign on this process's own local Ray
         cfg_one = Path(str(cfg).replace("two-nodes", "one-node"))
