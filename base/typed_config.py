@@ -106,6 +106,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{name}: expected a string, got {value!r}")
+        if isinstance(value, bool):  # YAML reads a bare yes / no (and on / off) as a boolean
+            return "yes" if value else "no"
         return str(value)
     if tp is Path:
         return Path(value)

@@ -24,6 +24,9 @@ def test_overrides_are_typed():
     cfg = load_config("tiny", ["data.eval_fraction=0.25", "data.augment_keys=true", "data.sources=[music21, /x]"])
     assert cfg.data.eval_fraction == 0.25 and cfg.data.augment_keys is True
     assert cfg.data.sources == ["music21", "/x"]
+    # YAML reads a bare yes / no as a boolean; a yes / no / auto setting still gets its word
+    cfg = load_config("tiny", ["cluster.use_gpu=no", "campaign.overlap_scoring=yes"])
+    assert cfg.cluster.use_gpu == "no" and cfg.campaign.overlap_scoring == "yes"
 
 
 @pytest.mark.parametrize(
