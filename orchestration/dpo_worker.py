@@ -57,7 +57,7 @@ class RoundJob:
 
 
 def rss_mb() -> float:
-    """This process's private resident memory now (not its peak), in MiB.
+    """This process's private resident memory now (not its peak), in MiB; NaN where /proc is not there.
 
     Private (``RssAnon``): the pages of Ray's shared object store that a rank maps when it returns weights
     count in its plain RSS, grow with every object it touches and are not its own memory.
@@ -69,9 +69,7 @@ def rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import psutil
-
-    return float(psutil.Process().memory_full_info().uss) / 2**20
+    return math.nan
 
 
 def _release_memory() -> None:

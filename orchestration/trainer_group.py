@@ -36,7 +36,6 @@ class TrainerGroup:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         start = time.perf_counter()
-        self.spec, self.size = spec, size
         bundle = {"CPU": reservation.cpus, **({"GPU": reservation.gpus} if reservation.gpus else {})}
         # PACK: ranks share nodes where they can, so gradients cross the network only when they must
         self.pg = placement_group([bundle] * size, strategy="PACK")
