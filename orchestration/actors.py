@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from orchestration.weight_sync import WeightMember
+
 if TYPE_CHECKING:
     from evaluators.config import EvaluatorConfig
     from models.sampling_config import SamplingConfig
@@ -58,22 +60,26 @@ class ScorerSpec:
     judge: EvaluatorConfig | None = None
 
 
-class SamplerActor:
+class SamplerActor(WeightMember):
     """Generates the samples of a unit with the policy version the unit names (batched, KV-cached).
 
     Each unit carries a handle on its policy version (``orchestration.weights``): the actor fetches the
     weights on its first unit of a version and keeps them for the next units; a restarted actor simply
-    fetches them again. Weights of another version than the unit's are refused (``StaleWeights``), and every
-    sample records the version that generated it.
+    fetches them again. Where the campaign pushes weights (``orchestration.weight_sync``), the version
+    arrives before its units, straight into the model (``receive_weights``), and nothing is fetched. Weights
+    of another version than the unit's are refused (``StaleWeights``), and every sample records the version
+    that generated it.
     """
 
     def __init__(self, sampling: SamplingConfig, resources: Resources):
         from orchestration.weights import ObjectStoreChannel
 
         self.sampling, self.device = sampling, resources.enter()
+        self.weights_device = self.device
         self.channel = ObjectStoreChannel()
         self.version: int | None = None
         self.sampler: Any = None
+        self.received: dict[str, int] = {"pushed": 0, "fetched": 0}  # how each version came (tests read it)
 
     def _load(self, handle: dict) -> None:
         from models.sampling import Sampler
@@ -83,6 +89,23 @@ class SamplerActor:
         weights = self.channel.receive(handle)  # refuses weights of another version than the handle's
         self.sampler = Sampler(weights.build(), self.sampling, device=self.device)
         self.version = weights.version
+        self.received["fetched"] += 1
+
+    def receive_weights(self, version: int, manifest: Any, handles: list[Any] | None = None) -> None:
+        """Version ``version`` pushed through the weight group, loaded into the model in place (on its device)."""
+        from models.notagen import NotaGenConfig, NotaGenForCausalLM
+        from models.sampling import Sampler
+        from orchestration.weights import expect_version
+
+        expect_version(manifest.version, version, "the pushed manifest")
+        self.version = None  # until the new weights are all in: a failed push leaves no half-loaded version
+        state = self._receive_state(manifest, handles)
+        if self.sampler is None:  # a sampler that never held a version (the architecture never changes after)
+            model = NotaGenForCausalLM(NotaGenConfig.from_dict(manifest.config))
+            self.sampler = Sampler(model, self.sampling, device=self.device)
+        self.sampler.model.load_state_dict(state)
+        self.version = version
+        self.received["pushed"] += 1
 
     def generate(self, unit: dict) -> list[dict]:
         loading = time.perf_counter()

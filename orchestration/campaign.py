@@ -79,6 +79,7 @@ class Campaign:
         self._trainer: Any = None  # the trainer group, kept from the first DPO stage to the campaign's end
         self._reserved: dict[str, Any] = {}  # each role's reservation, decided once for all roles together
         self._weights: tuple[int, Any] | None = None  # the newest published policy: (version, channel handle)
+        self._channel: Any = None  # how published weights reach the samplers (decided at the first publish)
         self.rebuild = rebuild  # train the set-up stages again instead of taking them from campaign.cache_dir
 
     def _identity(self, config: dict[str, Any], config_name: str) -> dict[str, Any]:
@@ -332,11 +333,29 @@ class Campaign:
                 if restarts > self.cfg.max_restarts:
                     raise RuntimeError(f"round {k}: the trainer group was lost {restarts} times; giving up") from err
                 log.warning("round %d: %s; starting the trainer group again from the round's policy", k, err)
-        from orchestration.weights import ObjectStoreChannel
-
-        self._weights = (k, ObjectStoreChannel().publish(weights, k))
+        channel = self._weight_channel()
+        self._weights = (k, channel.publish(weights, k))
         info = {key: v for key, v in summary.items() if isinstance(v, (int, float))}
+        info.update(getattr(channel, "last", {}))  # a push's transport and seconds
         return {**info, "trainer/restarts": restarts, "trainer/start_seconds": started}
+
+    def _weight_channel(self) -> Any:
+        """``campaign.weight_channel``: the object store, or a push from the trainer into the samplers (auto:
+        where both hold GPUs, the host round-trip it saves is worth a group of their own)."""
+        if self._channel is None:
+            from orchestration.weight_sync import BroadcastChannel
+            from orchestration.weights import ObjectStoreChannel
+
+            setting = self.cfg.weight_channel
+            gpus = self._reservation("samplers").gpus > 0 and self._reservation("trainer").gpus > 0
+            if setting == "broadcast" or (setting == "auto" and gpus):
+                self._channel = BroadcastChannel(
+                    lambda: self._trainer.ranks[0] if self._trainer is not None else None,
+                    lambda: list(self._pools["samplers"].actors) if "samplers" in self._pools else [],
+                )
+            else:
+                self._channel = ObjectStoreChannel()
+        return self._channel
 
     def _start_trainer(self, version: int) -> Any:
         """The trainer group, its engines built from the policy of round ``version`` (saved on disk)."""
@@ -587,6 +606,7 @@ class Campaign:
 
         if self._weights is None or self._weights[0] != version:
             weights = PolicyWeights.load(self.policy_dir(version), version)
+            # through the object store: a policy read from disk has no trainer holding it to push it
             self._weights = (version, ObjectStoreChannel().publish(weights, version))
         return self._weights[1]
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestration.weight_sync import WeightMember
+
 log = logging.getLogger(__name__)
 
 
@@ -94,8 +96,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class DPOWorker:
-    """A Ray actor: rank ``rank`` of ``world`` training ranks, ``threads`` torch threads."""
+class DPOWorker(WeightMember):
+    """A Ray actor: rank ``rank`` of ``world`` training ranks, ``threads`` torch threads. Rank 0 is also the
+    sender of a weight group (``orchestration.weight_sync``) when the campaign pushes weights to the samplers."""
 
     def __init__(self, rank: int, world: int, threads: int):
         import torch
@@ -104,6 +107,8 @@ class DPOWorker:
         self.rank, self.world = rank, world
         self.version: int | None = None
         self.engine: Any = None
+        self._published: tuple[int, dict[str, Any]] | None = None  # rank 0: the last round's weights, until sent
+        self._ipc_buffers: list[Any] = []
 
     def rendezvous(self) -> tuple[str, int]:
         """Rank 0's address for the process group (asked before ``setup``)."""
@@ -146,6 +151,7 @@ class DPOWorker:
                 world_size=self.world,
             )
         self.device = torch.device("cuda", 0) if gpu else torch.device("cpu")
+        self.weights_device = self.device
         self.spec = spec
         cfg = spec.dpo
         self.bf16 = use_bf16(spec.precision, self.device)
@@ -233,6 +239,7 @@ class DPOWorker:
 
         expect_version(self.version, start_version, f"trainer rank {self.rank}")
         entered = time.perf_counter()
+        self._published = None
         cfg, out = self.spec.dpo, Path(job.out_dir)
         seed = cfg.seed + job.round
         rss_before = rss_mb()
@@ -330,6 +337,7 @@ class DPOWorker:
         if self.rank != 0:
             return {}, None
         module = self.engine.module
+        self._published = (job.round, state)  # on the device: what a weight group sends, without the host
         weights = PolicyWeights.of(module, job.round, state)
         # a copy: save_pretrained drops the tied lm_head from the dict it is given, and the samplers need it
         atomic.write_dir(out / "policy", lambda tmp: module.save_pretrained(tmp, state_dict=dict(weights.state_dict)))
@@ -358,3 +366,36 @@ class DPOWorker:
         summary["round_seconds"] = time.perf_counter() - entered  # all of this call, for bench/round.py
         atomic.write_json(out / "dpo_summary.json", summary)
         return summary, weights
+
+    # ------------------------------------------------------------------ rank 0 as the weight group's sender
+
+    def _state(self, version: int) -> dict[str, Any]:
+        from orchestration.weights import expect_version
+
+        expect_version(self._published[0] if self._published else None, version, f"trainer rank {self.rank}")
+        assert self._published is not None
+        return self._published[1]
+
+    def weight_manifest(self, version: int) -> Any:
+        """What the weights of ``version`` are made of (the receivers allocate from it)."""
+        from orchestration.weight_group import Manifest
+
+        return Manifest.of(version, self.engine.module.config.to_dict(), self._state(version))
+
+    def send_weights(self, version: int) -> list[Any] | None:
+        """Send ``version`` through the weight group; under ipc, returns the handles the receivers open (the
+        buffers stay here until ``release_weights``)."""
+        from orchestration.weight_group import export_ipc
+
+        manifest, state = self.weight_manifest(version), self._state(version)
+        if self._group == "ipc":
+            self._ipc_buffers = manifest.pack(state)
+            return export_ipc(self._ipc_buffers)
+        if self._group is None:
+            raise RuntimeError(f"trainer rank {self.rank} is in no weight group")
+        self._group.send(manifest, state)
+        return None
+
+    def release_weights(self) -> None:
+        """The push is over: drop the weights kept for it (ZeRO-3's gathered copy, ipc buffers)."""
+        self._published, self._ipc_buffers = None, []

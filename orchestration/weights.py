@@ -5,10 +5,10 @@ candidates and for round k's evaluation. A unit of work names the version it mus
 sampler holding another version refuses the unit rather than generate from the wrong policy (a stale copy
 after a restart, a reordered message): ``StaleWeights``.
 
-Channels share one interface (``WeightChannel``). The one built is the Ray object store: it serves CPU
-and any cluster (the weights are put once and every sampler on a node reads the same shared copy). A GPU
-channel (a NCCL broadcast from the trainer's rank 0, skipping the host round-trip) goes behind the same
-interface; it is not written yet, because no GPU was there to run it.
+Channels share one interface (``WeightChannel``). The Ray object store (here) serves CPU and any cluster:
+the weights are put once and every sampler on a node reads the same shared copy. The broadcast channel
+(``orchestration.weight_sync``) pushes each version from the trainer's rank 0 into the samplers' models
+(NCCL, CUDA IPC or gloo) and keeps the object store underneath for the samplers the push missed.
 """
 
 from __future__ import annotations

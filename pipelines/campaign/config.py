@@ -79,6 +79,12 @@ class CampaignConfig:
         help="Score each sample unit as soon as it is generated, while sampling goes on: 'auto' (where samplers "
         "and scorers have resources of their own; where they share cores in turn it saves nothing), 'yes', 'no'.",
     )
+    weight_channel: str = option(
+        "auto",
+        help="How each round's policy reaches the samplers: 'object_store' (through host memory, read by every "
+        "sampler), 'broadcast' (pushed from the trainer's rank 0 into the samplers' models: NCCL between GPUs, "
+        "CUDA IPC on a shared GPU, gloo on CPU) or 'auto' (broadcast where trainer and samplers hold GPUs).",
+    )
     best_worst_per_prompt: int = option(
         1, help="Best and worst samples per prompt saved as ABC and MIDI artifacts each round."
     )
@@ -111,4 +117,9 @@ class CampaignConfig:
             self.overlap_scoring in ("auto", "yes", "no"),
             "overlap_scoring",
             f"must be auto, yes or no, got {self.overlap_scoring!r}",
+        )
+        check(
+            self.weight_channel in ("auto", "object_store", "broadcast"),
+            "weight_channel",
+            f"must be auto, object_store or broadcast, got {self.weight_channel!r}",
         )

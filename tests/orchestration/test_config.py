@@ -43,6 +43,7 @@ def test_overrides_are_typed():
         ("dpo.beta=.inf", "dpo.beta: expected a finite number"),
         ("dpo.lr=.nan", "dpo.lr: expected a finite number"),
         ("campaign.rounds=1e23", "campaign.rounds: expected an integer"),
+        ("campaign.weight_channel=nccl", "campaign.weight_channel: must be auto, object_store or broadcast"),
     ],
 )
 def test_bad_values_name_the_field(override: str, message: str):

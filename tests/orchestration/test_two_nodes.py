@@ -1,6 +1,8 @@
 """A campaign of five rounds on a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback
 only) gives exactly the samples and scores of the same campaign on one node: there every role has cores of
-its own and scoring runs alongside sampling; on one node the roles share cores and take turns.
+its own, scoring runs alongside sampling and each round's weights are broadcast from the trainer into the
+samplers on both nodes; on one node the roles share cores and take turns, and weights go through the object
+store.
 
 Samplers run on both nodes; round 1's samples are also checked against the plan's seeds generated here, in
 one process (an oracle outside the campaign); the trainer group trains on the cluster every round.
@@ -91,6 +93,7 @@ def test_five_rounds_on_a_two_node_local_ray_cluster_equal_one_node(tiny_parts, 
             rounds=5,
             policy_from=str(tiny_parts["policy"]),
             evaluator_from=str(tiny_parts["evaluator"]),
+            weight_channel="broadcast",
         )
         run = subprocess.run(
             CLI + ["campaign", "run", "--config", str(cfg), "--ray-address", address],
@@ -108,13 +111,21 @@ def test_five_rounds_on_a_two_node_local_ray_cluster_equal_one_node(tiny_parts, 
         dpos = [json.loads((out / "markers" / f"round-{k:02d}.dpo.json").read_text()) for k in range(1, 6)]
         assert all(d["steps"] >= 1 for d in dpos)  # the trainer group trained every round
         assert dpos[0]["trainer/start_seconds"] > 0 and all(d["trainer/start_seconds"] == 0 for d in dpos[1:])
+        # each round's weights went from the trainer straight into both samplers, over a group formed once
+        assert [(d["weights/transport"], d["weights/group_formed"]) for d in dpos] == [("gloo", 1)] + [("gloo", 0)] * 4
+        eval3 = out / "round-03" / "eval" / "samples" / "samples.jsonl"
+        evals = [json.loads(x) for x in eval3.read_text().splitlines()]
+        assert evals and all(r["load_seconds"] < 0.05 and r["policy_version"] == 3 for r in evals)  # none fetched
         # samplers and scorers have cores of their own here: each unit was scored as soon as it was sampled
         scored = [json.loads((out / "markers" / f"round-{k:02d}.score.json").read_text()) for k in range(1, 6)]
         assert all(s["units_run"] == 0 and s["units"] > 0 for s in scored)
 
-        one = tmp_path / "one-node"  # the same campaign on this process's own local Ray
+        # the same campaign on this process's own local Ray, its weights through the object store
+        one = tmp_path / "one-node"
         cfg_one = Path(str(cfg).replace("two-nodes", "one-node"))
-        cfg_one.write_text(cfg.read_text().replace(str(out), str(one)))
+        text = cfg.read_text().replace(str(out), str(one))
+        assert "weight_channel: broadcast" in text
+        cfg_one.write_text(text.replace("weight_channel: broadcast", "weight_channel: object_store"))
         alone = subprocess.run(
             CLI + ["campaign", "run", "--config", str(cfg_one)], capture_output=True, text=True, cwd=REPO, timeout=900
         )
