@@ -173,7 +173,12 @@ class CollectiveGroup:
         self.rank, self.device = rank, torch.device(device)
         self.store = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=timeout, wait_for_workers=False)
         if backend == "nccl":
-            self.pg: Any = dist.ProcessGroupNCCL(self.store, rank, world, timeout)
+            # as torch's own group helper builds one: options carrying the timeout
+            nccl = dist.ProcessGroupNCCL
+            opts = nccl.Options()
+            opts.is_high_priority_stream = False
+            opts._timeout = timeout
+            self.pg: Any = nccl(self.store, rank, world, opts)
         else:
             # every member binds its own node's address (``bind``): with several interfaces, gloo's guess can be
             # unroutable

@@ -55,7 +55,8 @@ class WeightMember:
             if transport == "nccl":
                 import torch
 
-                torch.cuda.set_device(self.weights_device)
+                # NCCL binds the current device; Ray shows each actor its GPU as device 0 ("cuda" names none)
+                torch.cuda.set_device(torch.device(self.weights_device).index or 0)
             self._group = CollectiveGroup(
                 transport,
                 host,
