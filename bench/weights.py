@@ -104,7 +104,7 @@ def main() -> int:
     rows = []
     try:
         for k in range(1, args.rounds + 1):
-            job = RoundJob(k, _pairs(tmp / f"pairs-{k}.jsonl", k), str(tmp / f"round-{k}"), "", None)
+            job = RoundJob(k, _pairs(tmp / f"pairs-{k}.jsonl", k), str(tmp / f"round-{k}"), "", None, True)
             summary, ref = group.train(job)
             weights = ray.get(ref)
             handle = ObjectStoreChannel().publish(ref, k)

@@ -306,6 +306,7 @@ class Campaign:
     def train_dpo(self, k: int) -> dict[str, Any]:
         from orchestration.dpo_worker import RoundJob
         from orchestration.trainer_group import TrainerLost
+        from orchestration.weights import ObjectStoreChannel
 
         out = self.layout.dpo(k)
         pairs = (self.markers.done(f"round-{k:02d}/pairs") or {}).get("pairs/count", 0)
@@ -318,7 +319,9 @@ class Campaign:
             atomic.write_dir(out / "policy", copy)
             self._stop_trainer()  # its engine no longer holds the newest version; started again when needed
             return {"pairs/count": 0}
-        job = RoundJob(k, str(self.layout.pairs(k)), str(out), self.uri, self._child(k))
+        channel = self._weight_channel()
+        pushes = not isinstance(channel, ObjectStoreChannel)
+        job = RoundJob(k, str(self.layout.pairs(k)), str(out), self.uri, self._child(k), keep_weights=pushes)
         restarts, started = 0, 0.0
         while True:
             if self._trainer is None:
@@ -333,7 +336,6 @@ class Campaign:
                 if restarts > self.cfg.max_restarts:
                     raise RuntimeError(f"round {k}: the trainer group was lost {restarts} times; giving up") from err
                 log.warning("round %d: %s; starting the trainer group again from the round's policy", k, err)
-        channel = self._weight_channel()
         self._weights = (k, channel.publish(weights, k))
         info = {key: v for key, v in summary.items() if isinstance(v, (int, float))}
         info.update(getattr(channel, "last", {}))  # a push's transport and seconds

@@ -56,6 +56,9 @@ class RoundJob:
     out_dir: str
     tracking_uri: str
     run_id: str | None
+    # rank 0 keeps the round's weights on its device for a weight group to send (``release_weights`` drops
+    # them); off, nothing is held past the round (ZeRO-3's gathered copy is a whole policy)
+    keep_weights: bool = False
 
 
 def rss_mb() -> float:
@@ -337,7 +340,8 @@ class DPOWorker(WeightMember):
         if self.rank != 0:
             return {}, None
         module = self.engine.module
-        self._published = (job.round, state)  # on the device: what a weight group sends, without the host
+        if job.keep_weights:  # on the device: what a weight group sends, without the host
+            self._published = (job.round, state)
         weights = PolicyWeights.of(module, job.round, state)
         # a copy: save_pretrained drops the tied lm_head from the dict it is given, and the samplers need it
         atomic.write_dir(out / "policy", lambda tmp: module.save_pretrained(tmp, state_dict=dict(weights.state_dict)))

@@ -110,7 +110,8 @@ def _train_once(tmp_path, stage: int, world: int, sampler=None) -> tuple[dict, P
     group = TrainerGroup(spec, world, Reservation(cpus=0.4, gpus=0.0, colocated=True), threads=1)
     try:
         out = tmp_path / f"zero{stage}"
-        summary, ref = group.train(RoundJob(1, _pairs(tmp_path / "pairs-1.jsonl", 1), str(out), "", None))
+        job = RoundJob(1, _pairs(tmp_path / "pairs-1.jsonl", 1), str(out), "", None, keep_weights=sampler is not None)
+        summary, ref = group.train(job)
         if sampler is not None:
             channel = BroadcastChannel(lambda: group.ranks[0], lambda: [sampler])
             channel.publish(ref, 1)

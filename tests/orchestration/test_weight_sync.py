@@ -93,7 +93,7 @@ def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray,
         _generate(pool, ObjectStoreChannel().publish(PolicyWeights.load(policy0, 0), 0), 0)  # both hold version 0
 
         def round_(k: int) -> tuple[object, PolicyWeights]:
-            job = RoundJob(k, _pairs(tmp_path / f"pairs-{k}.jsonl", k), str(tmp_path / f"round-{k}"), "", None)
+            job = RoundJob(k, _pairs(tmp_path / f"pairs-{k}.jsonl", k), str(tmp_path / f"round-{k}"), "", None, True)
             _, ref = group.train(job)
             return channel.publish(ref, k), ray.get(ref)
 
@@ -122,7 +122,7 @@ def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray,
         assert channel.last["weights/group_formed"] == 0 and all(_held(a)[0] == 3 for a in pool.actors)
 
         # the trainer gone before its weights were pushed: the samplers fetch them from the object store
-        job = RoundJob(4, _pairs(tmp_path / "pairs-4.jsonl", 4), str(tmp_path / "round-4"), "", None)
+        job = RoundJob(4, _pairs(tmp_path / "pairs-4.jsonl", 4), str(tmp_path / "round-4"), "", None, True)
         _, ref = group.train(job)
         ray.kill(group.ranks[0], no_restart=True)
         handle = channel.publish(ref, 4)
