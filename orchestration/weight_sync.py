@@ -94,18 +94,24 @@ class BroadcastChannel:
         source: Callable[[], Any],
         receivers: Callable[[], list[Any]],
         timeout_s: float = 120.0,
+        max_failures: int = 2,
     ):
         self.source, self.receivers, self.timeout_s = source, receivers, timeout_s
+        self.max_failures = max_failures
         self.store = ObjectStoreChannel()
         self._members: list[str] | None = None  # actor ids of the group's members, rank 0 first
         self._group_id: str | None = None
         self.transport: str | None = None
+        self.failures = 0  # in a row; at max_failures, pushing stops for the campaign
         self.last: dict[str, Any] = {}  # the latest push, as the DPO stage records it
 
     def publish(self, weights: Any, version: int) -> Any:
         handle = self.store.publish(weights, version)
         source, receivers = self.source(), self.receivers()
         self.last = {}
+        if self.failures >= self.max_failures:
+            self.last = {"weights/transport": "off"}
+            return handle
         if source is None or not receivers:
             return handle
         start = time.perf_counter()
@@ -113,12 +119,18 @@ class BroadcastChannel:
             formed = self._form(source, receivers)
             if self.transport is not None:
                 self._push(source, receivers, version)
-                self.last = {"weights/transport": self.transport, "weights/group_formed": int(formed)}
+            self.last = {"weights/transport": self.transport or "none", "weights/group_formed": int(formed)}
+            self.failures = 0
         except ray.exceptions.RayError as err:
+            self.failures += 1
+            # a push that keeps failing (a transport this cluster cannot run) would cost its timeout every round
+            stop = self.failures >= self.max_failures
             log.warning(
-                "policy version %d: pushing it to the samplers failed (%s); they fetch it from the object store",
+                "policy version %d: pushing it to the samplers failed (%s: %s); they fetch it from the object store%s",
                 version,
                 type(err).__name__,
+                str(err).splitlines()[0][:200] if str(err) else "",
+                f"; {self.failures} failures in a row: pushing stops for this campaign" if stop else "",
             )
             self._members = None  # formed again next time
             self.last = {"weights/transport": "failed"}
@@ -133,6 +145,8 @@ class BroadcastChannel:
         members = [source, *receivers]
         ids = [m._actor_id.hex() for m in members]
         if ids == self._members:
+            if self.transport is None:  # the same members, still with no transport between them
+                return False
             held = ray.get([m.weight_group_id.remote() for m in members], timeout=self.timeout_s)
             if all(h == self._group_id for h in held):
                 return False

@@ -2,7 +2,7 @@
 round's policy goes from the trainer's rank 0 straight into the samplers' models, which then generate exactly
 what the published weights generate, without fetching anything. A restarted sampler makes the driver form
 the group again; a push that cannot happen (the trainer gone) leaves the samplers to the object store, and
-the samples are the same."""
+the samples are the same; after two such failures in a row the channel stops pushing."""
 
 from __future__ import annotations
 
@@ -130,6 +130,12 @@ def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray,
         rows = _generate(pool, handle, 4)
         assert {i: r["text"] for i, r in rows.items()} == _oracle(ray.get(ref), 4)
         assert [_held(a)[1]["fetched"] for a in pool.actors] == [2, 1]
+        # a second failure in a row: pushing stops for the campaign (a transport that cannot run would
+        # otherwise cost its timeout every round), and the object store carries every later version
+        channel.publish(ref, 4)
+        assert channel.last["weights/transport"] == "failed" and channel.failures == 2
+        channel.publish(ref, 4)
+        assert channel.last["weights/transport"] == "off"
     finally:
         pool.shutdown()
         group.shutdown()
