@@ -14,7 +14,8 @@ Members mixing CPU and GPU, or some sharing a GPU while others do not, get no tr
 the campaign keeps the object store for them.
 
 The weights go in buckets: the tensors of one dtype flattened into buffers of at most ``BUCKET_BYTES``, so a
-large policy goes in a few big messages without a second full copy of it on either side. A header carrying
+large policy goes in a few big messages, and a broadcast's sender never holds a second full copy of it (CUDA
+IPC shares every bucket at once, so its sender does, until the receivers have copied them). A header carrying
 the version goes first; a receiver whose manifest names another version refuses the weights
 (``StaleWeights``) after draining them, so the group stays usable.
 
@@ -24,7 +25,8 @@ No Ray here: the members are Ray actors, but joining and moving weights is torch
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,9 +112,15 @@ class Manifest:
         out.extend(b for b, _ in open_.values() if b)
         return out
 
+    def packed(self, state: dict[str, torch.Tensor], max_bytes: int = BUCKET_BYTES) -> Iterator[torch.Tensor]:
+        """The flat buffers of ``state``, made one bucket at a time (on the tensors' own device): a sender that
+        sends each before making the next holds a bucket or two beyond its weights, not a second copy."""
+        for b in self.buckets(max_bytes):
+            yield torch.cat([state[self.names[i]].detach().reshape(-1) for i in b])
+
     def pack(self, state: dict[str, torch.Tensor], max_bytes: int = BUCKET_BYTES) -> list[torch.Tensor]:
-        """The flat buffers of ``state``, bucket by bucket (on the tensors' own device)."""
-        return [torch.cat([state[self.names[i]].detach().reshape(-1) for i in b]) for b in self.buckets(max_bytes)]
+        """All of ``packed`` at once (CUDA IPC shares every buffer together)."""
+        return list(self.packed(state, max_bytes))
 
     def empty(self, device: torch.device | str, max_bytes: int = BUCKET_BYTES) -> list[torch.Tensor]:
         """Receiving buffers for ``pack``'s output."""
@@ -134,10 +142,7 @@ class Manifest:
 
 
 def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+    return math.prod(shape)
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -197,7 +202,7 @@ class CollectiveGroup:
     def send(self, manifest: Manifest, state: dict[str, torch.Tensor]) -> None:
         """Rank 0: the header, then every bucket of ``state``."""
         self._broadcast(torch.tensor([manifest.version, len(manifest.names)], dtype=torch.int64, device=self.device))
-        for flat in manifest.pack(state):
+        for flat in manifest.packed(state):
             self._broadcast(flat.to(self.device))
 
     def receive(self, manifest: Manifest) -> dict[str, torch.Tensor]:
