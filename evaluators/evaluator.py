@@ -106,6 +106,7 @@ class ScoreRecord:
     time_signature: str = ""  # its header's M: (the metre distribution is a guard: evaluators/meter.py)
     parses_abc: bool | None = None  # music21's own ABC reader reads it (None: not checked)
     stats: dict[str, list[int]] | None = None  # note histograms (evaluators/music_stats.py), when it parses
+    music: dict[str, float] | None = None  # scalar music statistics (music_stats.SCALARS), when it parses
     feature: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -245,7 +246,7 @@ class Evaluator:
     def _guard(self, rec: ScoreRecord, text: str, feature: np.ndarray, music21_abc: bool) -> None:
         """The checks of one readable piece that are not the reward."""
         from evaluators.meter import meter_fill, time_signature
-        from evaluators.music_stats import note_stats, parses_with_music21_abc
+        from evaluators.music_stats import describe, note_stats, parses_with_music21_abc
 
         v = check_validity(text)
         rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
@@ -263,8 +264,9 @@ class Evaluator:
             rec.pitch_class_entropy = guards.pitch_class_entropy(text, v.score)
             try:
                 rec.stats = note_stats(v.score)
+                rec.music = describe(v.score)
             except Exception:  # an odd score object: no statistics for this piece
-                rec.stats = None
+                rec.stats, rec.music = None, None
         rec.time_signature = time_signature(text)
         try:
             fill = meter_fill(text)

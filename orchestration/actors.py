@@ -175,6 +175,16 @@ class ScorerActor:
             out.append(d)
         return out
 
+    def describe(self, unit: dict) -> list[dict]:
+        """The music statistics of a unit's real pieces (``rows``: id, prompt, split, interleaved), read as a
+        sample's are when it is scored (``evaluators.music_stats.piece_music``)."""
+        from evaluators.music_stats import piece_music
+
+        return [
+            {"id": r["id"], "prompt": r["prompt"], "split": r["split"], **piece_music(r["interleaved"])}
+            for r in unit["rows"]
+        ]
+
 
 @dataclass
 class PoolStats:

@@ -28,6 +28,7 @@ from typing import Any
 from base import atomic
 from base.typed_config import ConfigError, to_dict
 from orchestration.config import ProjectConfig, campaign_config
+from orchestration.work_units import run_units
 from pipelines.campaign import identity, plan
 from pipelines.campaign.compare import load_rounds
 from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
@@ -284,7 +285,9 @@ class Campaign:
         real_texts = None
         if self.project.dpo.chosen_like_real:  # only the styles of the real pieces need their texts
             real_texts = {r["id"]: r["interleaved"] for r in atomic.read_jsonl(self.layout.real / SAMPLES_FILE)}
-        result = round_pairs(samples, scores, lines, self.project.dpo, k, real, real_texts)
+        result = round_pairs(
+            samples, scores, lines, self.project.dpo, k, real, real_texts, self._reward_reference(), self._real_music()
+        )
         write_pairs(
             self.layout.pairs(k),
             result.records,
@@ -301,7 +304,24 @@ class Campaign:
             "pairs/count": len(result.records),
             "candidates/excluded": result.excluded,
             "prompts_with_pairs": result.prompts,
+            **result.metrics(),
+            "pair_checks": result.checks,
+            "dropped_prompts": result.dropped,
         }
+
+    def _reward_reference(self) -> tuple[Any, list[str]] | None:
+        """The evaluator's training pieces (features in the space score rows' features are in, prompts): what
+        rewards other than NotaGen's centroid score measure candidates against (``dpo.reward``)."""
+        from evaluators.evaluator import Reference
+
+        dpo = self.project.dpo
+        if dpo.reward == "centroid" and not dpo.reward_contrast:
+            return None
+        ref, _ = Reference.load(Path(self.evaluator_dir) / "reference.npz").scoring(
+            self.project.evaluator.center_features
+        )
+        train = ref.select(("train",))
+        return train.features, train.prompts
 
     def train_dpo(self, k: int) -> dict[str, Any]:
         from orchestration.dpo_worker import RoundJob
@@ -393,7 +413,52 @@ class Campaign:
             if r["prompt"] in keys
         ]
         atomic.write_jsonl(self.layout.real / SAMPLES_FILE, rows)
-        return self._score(self.layout.real, self.layout.real, music21_abc=True)
+        scored = self._score(self.layout.real, self.layout.real, music21_abc=True)
+        return {**scored, **self._describe_corpus()}
+
+    def _describe_corpus(self) -> dict[str, Any]:
+        """The music statistics of every corpus piece (both splits, every prompt) into ``real/corpus/``: what
+        the round metrics and the pair checks measure samples against. Kept in ``campaign.cache_dir`` by the
+        corpus's content, as the trained set-up stages are."""
+        from base.corpus import split_rows
+        from evaluators.music_stats import MUSIC_VERSION, SCALARS
+        from pipelines.campaign.stage_cache import corpus_fingerprint, lookup, stage_key, store
+
+        out = self.layout.real_music
+        key = stage_key("music", corpus_fingerprint(self.corpus), {"version": MUSIC_VERSION, "scalars": list(SCALARS)})
+        hit = lookup(self.cfg.cache_dir, key) if self.cfg.cache_dir and not self.rebuild else None
+        if hit is not None:
+            log.info("music statistics of the corpus: measured before on this corpus (%s)", hit)
+            atomic.write_text(out, (hit / out.name).read_text(encoding="utf-8"))
+            return {"corpus_pieces": len(atomic.read_jsonl(out)), "corpus_cache": str(hit)}
+        rows = [
+            {
+                "id": r["id"],
+                "prompt": r["prompt"],
+                "split": split,
+                "interleaved": (self.corpus / "interleaved" / f"{r['id']}.abc").read_text(encoding="utf-8"),
+            }
+            for split in ("train", "eval")
+            for r in split_rows(self.corpus, split)
+        ]
+        described, stats = run_units(
+            out.parent,
+            rows,
+            max(self.cfg.unit_size, 32),
+            "describe",
+            lambda: self._pool("scorers"),
+            lambda chunk: {"rows": chunk},
+        )
+        atomic.write_jsonl(out, described)
+        if self.cfg.cache_dir:
+            store(self.cfg.cache_dir, key, out.parent, [out.name], {})
+        return {"corpus_pieces": len(described), "corpus_actor_seconds": stats.get("actor_seconds", 0.0)}
+
+    def _real_music(self) -> Any:
+        """The corpus's music statistics (``RealMusic``); empty for a campaign made before they existed."""
+        from pipelines.campaign.music_metrics import RealMusic
+
+        return RealMusic(atomic.read_jsonl(self.layout.real_music))
 
     @property
     def evaluated_train(self) -> list[plan.PromptSpec]:
@@ -404,7 +469,7 @@ class Campaign:
         """Sample the held-out and the training prompts with policy k (the same seeds every round), score
         them, and report the round against round 0 and the real pieces."""
         from evaluators.evaluator import Reference
-        from pipelines.campaign.metrics import per_prompt, round_metrics, training_metrics
+        from pipelines.campaign.metrics import per_prompt, round_metrics, round_music, training_metrics
 
         specs = plan.eval_samples(
             self.prompts.heldout + self.evaluated_train, k, self.cfg.eval_samples_per_prompt, self.cfg.seed
@@ -423,6 +488,8 @@ class Campaign:
         groups = {"train": {p.key for p in self.evaluated_train}, "heldout": {p.key for p in self.prompts.heldout}}
         real = atomic.read_jsonl(self.layout.real / SCORES_FILE)
         metrics = round_metrics(scores, real, round0, groups, (reference.features, reference.prompts))
+        music, per_prompt_music = round_music(scores, round0, groups, self._real_music())
+        metrics.update(music)
         metrics["round"] = k
         if k > 0:
             metrics.update(
@@ -438,6 +505,7 @@ class Campaign:
                 "metrics": metrics,
                 "per_prompt": per_prompt(scores),
                 "per_prompt_judge": per_prompt(scores, "judge_score"),
+                "per_prompt_music": per_prompt_music,
             },
         )
         artifacts = self._report_round(k, metrics, scores)
@@ -565,8 +633,6 @@ class Campaign:
     ) -> dict[str, Any]:
         """Generate ``specs`` with the policy of round ``version`` (0: the starting policy); ``on_unit`` hears
         of each unit generated here."""
-        from orchestration.work_units import run_units
-
         handle: list = []  # the weights are found (or published) when a unit needs them, once per stage
 
         def payload(chunk: list[dict]) -> dict:
@@ -587,8 +653,6 @@ class Campaign:
         return {"samples": len(rows), **stats}
 
     def _score(self, samples: Path, folder: Path, music21_abc: bool = False) -> dict[str, Any]:
-        from orchestration.work_units import run_units
-
         rows = [_score_row(s) for s in atomic.read_jsonl(samples / SAMPLES_FILE)]
         scored, stats = run_units(
             folder,
@@ -664,9 +728,14 @@ class Campaign:
         rounds = self.state.setdefault("registered", {})
         if str(k) not in rounds:  # a resumed eval stage does not register the same policy twice
             version = t.register_policy(child, Path(self.policy_dir(k)), k)
-            rounds[str(k)] = {"version": version, "judge/mean": best_metric(metrics)}
+            rounds[str(k)] = {"version": version, "rank": best_metric(metrics)}
             identity.write_state(self.layout.root, self.state)
-        best = max(rounds.values(), key=lambda r: -math.inf if math.isnan(r["judge/mean"]) else r["judge/mean"])
+
+        def rank(r: dict) -> float:
+            value = r.get("rank", r.get("judge/mean", math.nan))  # "judge/mean": a campaign registered before
+            return -math.inf if value is None or math.isnan(value) else value
+
+        best = max(rounds.values(), key=rank)
         t.set_best(best["version"])
         t.finish(child)
         return artifacts
@@ -678,9 +747,19 @@ def _score_row(sample: dict) -> dict:
 
 
 def best_metric(metrics: dict[str, float]) -> float:
-    """What the ``best`` alias of the policy registry ranks rounds by: the independent judge's mean on the
-    training prompts (on the held-out prompts when training prompts are not evaluated), not the reward."""
-    return metrics.get("train/judge/mean", metrics.get("heldout/judge/mean", math.nan))
+    """What the ``best`` alias of the policy registry ranks rounds by, never the reward: the music statistics'
+    similarity to the real pieces on the training prompts (on the held-out prompts when training prompts are
+    not evaluated); the independent judge's mean where no statistics were measured."""
+    for name in (
+        "train/music/similarity/mean",
+        "heldout/music/similarity/mean",
+        "train/judge/mean",
+        "heldout/judge/mean",
+    ):
+        value = metrics.get(name)
+        if value is not None and not math.isnan(value):
+            return value
+    return math.nan
 
 
 def run_campaign(

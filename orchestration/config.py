@@ -56,7 +56,9 @@ class ProjectConfig:
     evaluator: EvaluatorConfig = option(default_factory=EvaluatorConfig, help="The CLaMP-style evaluator.")
     judge: EvaluatorConfig = option(
         default_factory=lambda: EvaluatorConfig(subset="odd", seed=1, out_dir="runs/judge"),
-        help="The campaign's independent judge: an evaluator trained on another half of the corpus with another seed.",
+        help="The campaign's independent judge: an evaluator trained on another half of the corpus with another seed "
+        "and, in the default preset, another design than the reward's (its preprocessing, no hard negatives, no "
+        "centroid margin), so that it does not share the reward's blind spots.",
     )
     dpo: DPORoundConfig = option(default_factory=DPORoundConfig, help="Pairs and DPO training of each round.")
     campaign: CampaignConfig = option(default_factory=CampaignConfig, help="Rounds, prompts, actor pools.")

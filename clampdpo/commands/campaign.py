@@ -1,4 +1,4 @@
-"""``clampdpo campaign run|resume|status|compare`` and ``clampdpo ui``."""
+"""``clampdpo campaign run|resume|status|compare|lab`` and ``clampdpo ui``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ log = logging.getLogger(__name__)
 
 
 def _print_rounds(out: Path, rows: list[dict]) -> None:
+    from pipelines.campaign.compare import last_round_details
     from pipelines.campaign.metrics import format_table, summary
 
-    text = summary(rows)
+    text = summary(rows, last_round_details(out))
     sys.stdout.write(f"campaign {out}\n{format_table(rows)}\n" + (f"\n{text}\n" if text else ""))
     if (out / "report.html").is_file():
         sys.stdout.write(f"report (engraved and playable samples): {out / 'report.html'}\n")
@@ -79,6 +80,51 @@ def _compare(args: argparse.Namespace) -> int:
     png = Path(args.plot or Path(args.dirs[0]) / "compare.png")
     plot(campaigns, png)
     sys.stdout.write(f"plot written to {png}\n")
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from base.typed_config import ConfigError, load_yaml
+    from clampdpo.args import UsageError
+    from orchestration.config import campaign_config
+    from pipelines.campaign.reward_lab import DEFAULT_SETTINGS, candidate_rounds, format_lab, lab_campaign
+    from pipelines.campaign.state import Markers
+
+    project, _ = campaign_config(args.dir)
+    root = Path(args.dir).resolve()
+    rounds = candidate_rounds(root)
+    if not rounds:
+        raise UsageError(f"{root}: no round with scored candidates yet (the lab reads a round's candidates)")
+    k = args.round if args.round is not None else rounds[-1]
+    if k not in rounds:
+        raise UsageError(f"--round {k}: {root} has scored candidates for rounds {', '.join(map(str, rounds))}")
+    settings: list[dict] = []
+    if args.settings:
+        loaded = load_yaml(args.settings)
+        listed = loaded.get("settings") if isinstance(loaded, dict) else loaded
+        if not isinstance(listed, list) or not all(isinstance(s, dict) for s in listed):
+            raise ConfigError(f"{args.settings}: settings: expected a list of mappings of dpo fields")
+        settings += listed
+    for text in args.try_:
+        import yaml
+
+        fields: dict = {"name": text}
+        for part in text.split(";"):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise UsageError(f"--try {text!r}: expected FIELD=VALUE[;FIELD=VALUE...]")
+            fields[key.strip().removeprefix("dpo.")] = yaml.safe_load(value)
+        settings.append(fields)
+    evaluator = (Markers(root).done("evaluator") or {}).get("dir") or str(root / "evaluator")
+    rows = lab_campaign(
+        root,
+        project.dpo,
+        evaluator,
+        project.evaluator.center_features,
+        settings or DEFAULT_SETTINGS,
+        k,
+    )
+    sys.stdout.write(f"reward lab: round {k} of {root} ({len(rows)} settings, no training)\n{format_lab(rows)}\n")
     return 0
 
 
@@ -168,6 +214,32 @@ def register(groups: argparse._SubParsersAction) -> None:
     cmp_.add_argument("dirs", nargs="+", help="campaign folders")
     cmp_.add_argument("--plot", help="PNG to write (default: DIR/compare.png of the first campaign)")
     cmp_.set_defaults(func=_compare)
+
+    lab = sub.add_parser(
+        "lab",
+        help="judge reward and pair-rule settings on a round's candidates, without training",
+        description="For each setting (the dpo section with some fields changed: reward, reward_k, "
+        "reward_contrast, chosen_like_real, pair_within_style, guards), rank the round's scored candidates by "
+        "that reward, build the pairs by those rules, and report what DPO would be taught, by measures that are "
+        "not the reward: headroom AUC, the pairs' direction on the music statistics, the chosen set's music "
+        "similarity, fidelity, metre mix and length against the real pieces', and agreement with the judge. "
+        "Seconds, not rounds.",
+    )
+    lab.add_argument("dir", help="campaign folder")
+    lab.add_argument("--round", type=int, help="round whose candidates to read (default: the last scored)")
+    lab.add_argument(
+        "--settings", help="YAML file: a list of mappings of dpo fields (and a name), e.g. - {name: knn, reward: knn}"
+    )
+    lab.add_argument(
+        "--try",
+        dest="try_",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[;FIELD=VALUE]",
+        help="one setting on the command line, e.g. --try 'reward=knn;reward_contrast=0.5' (repeatable); "
+        "without --settings or --try the lab runs its built-in list",
+    )
+    lab.set_defaults(func=_lab)
 
     ui = groups.add_parser(
         "ui",

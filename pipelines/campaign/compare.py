@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from base import atomic
 from pipelines.campaign.artifacts import write_png
 from pipelines.campaign.metrics import format_table, summary
 
@@ -44,11 +47,37 @@ def load_rounds(campaign_dir: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def last_round_details(campaign_dir: str | Path) -> dict[str, Any]:
+    """What the verdict names beside the metrics (``metrics.verdict``): the last evaluated round's per-prompt
+    music view, the prompts of each group, and each group's commonest metre among its samples; empty where a
+    file is missing or unreadable (the verdict then speaks without the names)."""
+    folder = Path(campaign_dir)
+    out: dict[str, Any] = {}
+    try:
+        last = sorted(folder.glob("round-*/metrics.json"))[-1]
+        out["per_prompt_music"] = json.loads(last.read_text(encoding="utf-8")).get("per_prompt_music") or {}
+        plan = json.loads((folder / "prompts.json").read_text(encoding="utf-8"))
+        out["groups"] = {
+            "train": [p["key"] for p in plan.get("train", [])],
+            "heldout": [p["key"] for p in plan.get("heldout", [])],
+        }
+        scores = atomic.read_jsonl(last.parent / "eval" / "scores" / "scores.jsonl")
+        top = {}
+        for group, keys in out["groups"].items():
+            metres = Counter(r.get("time_signature") for r in scores if r["prompt"] in keys and r.get("time_signature"))
+            if metres:
+                top[group] = metres.most_common(1)[0][0]
+        out["top_metre"] = top
+    except (OSError, IndexError, ValueError, KeyError, TypeError):
+        pass
+    return out
+
+
 def compare_text(campaigns: dict[str, list[dict[str, float]]]) -> str:
     parts = []
     for name, rows in campaigns.items():
         parts.append(f"{name}\n{format_table(rows) if rows else '(no round evaluated yet)'}")
-        text = summary(rows)
+        text = summary(rows, last_round_details(name))
         if text:
             parts[-1] += "\n" + text
     return "\n\n".join(parts)

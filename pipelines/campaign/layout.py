@@ -30,6 +30,12 @@ class Layout:
         """The real held-out pieces of the evaluated prompts, scored as samples are (``units/``, scores.jsonl)."""
         return self.root / "real"
 
+    @property
+    def real_music(self) -> Path:
+        """The music statistics of every piece of the corpus, both splits (what round metrics and pair checks
+        measure samples against: pipelines/campaign/music_metrics.py)."""
+        return self.real / "corpus" / "music.jsonl"
+
     def stage_dir(self, section: str) -> Path:
         """Output folder of a set-up stage trained here: ``sft``, ``evaluator`` or ``judge``."""
         return self.root / ("sft" if section == "train" else section)

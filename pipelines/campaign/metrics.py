@@ -24,9 +24,11 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from pipelines.campaign.music_metrics import RealMusic, music_metrics
 from pipelines.campaign.protocol import Interval, auc, bootstrap_mean, paired
 
 GROUPS = {"train": "training prompts", "heldout": "held-out prompts"}
@@ -159,6 +161,26 @@ def round_metrics(
     return out
 
 
+def round_music(
+    scores: list[dict], round0: list[dict] | None, groups: dict[str, set[str]], music: RealMusic
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Every group's music metrics (``music_metrics.music_metrics``: statistics, fidelity, two-sample AUC),
+    prefixed by the group, and the same per prompt (no prefix: a prompt is in one group)."""
+    out: dict[str, float] = {}
+    view: dict[str, dict[str, float]] = {}
+    if not music.rows:  # a campaign made before the corpus's statistics existed
+        return out, view
+    for group, prompts in groups.items():
+        rows = [s for s in scores if s["prompt"] in prompts]
+        if not rows:
+            continue
+        before = [s for s in round0 if s["prompt"] in prompts] if round0 is not None else None
+        mine, per = music_metrics(music, rows, before)
+        out.update({f"{group}/{k}": v for k, v in mine.items()})
+        view.update(per)
+    return out, view
+
+
 DPO_KEYS = {
     "rewards/chosen": "rewards/chosen",
     "rewards/rejected": "rewards/rejected",
@@ -178,6 +200,8 @@ def training_metrics(candidate_scores: list[dict], pairs: dict, dpo: dict) -> di
     out["candidates/validity"] = _rate(candidate_scores, lambda r: r.get("valid"))
     out["candidates/meter_fill"] = _meter_fill(candidate_scores)
     out["pairs/count"] = float(pairs.get("pairs/count", 0))
+    # the pairs stage's checks of its pairs against the real music (pair_checks.py), when it made them
+    out.update({k: float(v) for k, v in pairs.items() if k.startswith("pairs/") and isinstance(v, (int, float))})
     out.update({name: float(dpo[key]) for key, name in DPO_KEYS.items() if key in dpo})
     return out
 
@@ -212,16 +236,28 @@ COLUMNS = [  # (header, metric name, format): rates and distances of a group
     ("AUC", "auc_real_vs_samples", "{:.2f}"),
     ("JS int", "js/interval", "{:.3f}"),
     ("JS M", "js/meter", "{:.2f}"),
+    ("music", "music/similarity/mean", "{:.3f}"),
+    ("fid", "fidelity/mean", "{:.2f}"),
+    ("2s-AUC", "two_sample_auc", "{:.2f}"),
 ]
 
-
-REAL_COLUMNS = ("validity", "meter_fill", "parse_abc", "diversity")  # the columns real pieces have too
+# the columns real pieces have too, and the name of the real pieces' figure
+REAL_COLUMNS = {
+    "validity": "real/validity",
+    "meter_fill": "real/meter_fill",
+    "parse_abc": "real/parse_abc",
+    "diversity": "real/diversity",
+    "music/similarity/mean": "real/music/similarity",
+    "fidelity/mean": "real/fidelity",
+    "two_sample_auc": "real/two_sample_auc",
+}
 
 
 def _block(rows: list[dict[str, float]], group: str) -> list[list[str]]:
     """The header, the real pieces' row and one row per round of one group's block."""
     first = rows[0]
     headers = ["round", "CLaMP [95% CI]", "Δ r0 [95% CI]", "judge [95% CI]", "Δ r0 [95% CI]"]
+    headers += ["music Δ r0 [95% CI]"]
     headers += [h for h, _, _ in COLUMNS] + (["pairs", "margin"] if group == "train" else [])
     real = [
         "real",
@@ -229,11 +265,14 @@ def _block(rows: list[dict[str, float]], group: str) -> list[list[str]]:
         "",
         _num(first.get(f"{group}/real/judge"), "{:.3f}"),
     ]
-    real += [""] + [_num(first.get(f"{group}/real/{m}"), f) if m in REAL_COLUMNS else "" for _, m, f in COLUMNS]
+    real += ["", ""] + [
+        _num(first.get(f"{group}/{REAL_COLUMNS[m]}"), f) if m in REAL_COLUMNS else "" for _, m, f in COLUMNS
+    ]
     lines = [headers, real + (["", ""] if group == "train" else [])]
     for r in rows:
         cells = [str(int(r.get("round", 0))), _interval(r, f"{group}/clamp"), _interval(r, f"{group}/clamp_gain", True)]
         cells += [_interval(r, f"{group}/judge"), _interval(r, f"{group}/judge_gain", True)]
+        cells += [_interval(r, f"{group}/music_gain", True)]
         cells += [_num(r.get(f"{group}/{m}"), f) for _, m, f in COLUMNS]
         if group == "train":
             cells += [_num(r.get("pairs/count"), "{:.0f}"), _num(r.get("rewards/margins"), "{:.2f}")]
@@ -258,9 +297,10 @@ def format_table(rows: list[dict[str, float]]) -> str:
     return "\n\n".join(blocks)
 
 
-def summary(rows: list[dict[str, float]]) -> str:
+def summary(rows: list[dict[str, float]], details: dict[str, Any] | None = None) -> str:
     """Round 0 → the last round, per group, in words: the reward's paired gain and the share of the gap to the
-    real pieces it closed, the judge, and the guards beside their real level."""
+    real pieces it closed, the judge, the music statistics and fidelity, the guards beside their real level,
+    and the verdict (``verdict``; ``details`` as it takes them)."""
     if len(rows) < 2:
         return ""
     first, last = rows[0], rows[-1]
@@ -269,19 +309,92 @@ def summary(rows: list[dict[str, float]]) -> str:
         if f"{group}/clamp/mean" not in last:
             continue
         g = lambda name, row=last, group=group: row.get(f"{group}/{name}", math.nan)  # noqa: E731
+        span = f"{title}, round {int(first['round'])} → {int(last['round'])}"
+        if _missing(g("clamp/mean")) or _missing(g("clamp/mean", first)):
+            which = "the last round" if _missing(g("clamp/mean")) else f"round {int(first['round'])}"
+            out.append(
+                f"{span}: no valid samples in {which} (validity {_num(g('validity'), '{:.2f}')}): nothing to compare"
+            )
+            continue
         start, end, real = g("clamp/mean", first), g("clamp/mean"), g("real/clamp")
         closed = (end - start) / (real - start) if real - start > 1e-9 else math.nan
         out.append(
-            f"{title}, round {int(first['round'])} → {int(last['round'])}: CLaMP {start:.3f} → {end:.3f} "
-            f"(paired {_interval(last, f'{group}/clamp_gain', True)}; real pieces {real:.3f}, "
-            f"{_num(closed * 100, '{:.0f}')}% of the gap closed); judge {g('judge/mean', first):.3f} → "
-            f"{g('judge/mean'):.3f} (paired {_interval(last, f'{group}/judge_gain', True)}); meter fill "
-            f"{g('meter_fill', first):.2f} → {g('meter_fill'):.2f} (real {g('real/meter_fill'):.2f}); parse rate "
-            f"{g('parse_abc', first):.2f} → {g('parse_abc'):.2f}; validity {g('validity', first):.2f} → "
-            f"{g('validity'):.2f}; diversity {g('diversity', first):.2f} → {g('diversity'):.2f} (real "
-            f"{g('real/diversity'):.2f}); metres' divergence from the real pieces' "
-            f"{_num(g('js/meter', first), '{:.2f}')} → {_num(g('js/meter'), '{:.2f}')}; length "
-            f"{g('bars', first):.1f} → {g('bars'):.1f} bars (real "
-            f"{g('real/bars'):.1f})"
+            f"{span}: CLaMP {start:.3f} → {end:.3f} "
+            f"(paired {_interval(last, f'{group}/clamp_gain', True)}; real pieces {_num(real, '{:.3f}')}, "
+            f"{_num(closed * 100, '{:.0f}')}% of the gap closed); judge {_num(g('judge/mean', first), '{:.3f}')} → "
+            f"{_num(g('judge/mean'), '{:.3f}')} (paired {_interval(last, f'{group}/judge_gain', True)}); music "
+            f"statistics {_num(g('music/similarity/mean', first), '{:.3f}')} → "
+            f"{_num(g('music/similarity/mean'), '{:.3f}')} (paired {_interval(last, f'{group}/music_gain', True)}; "
+            f"real {_num(g('real/music/similarity'), '{:.3f}')}); fidelity {_num(g('fidelity/mean', first), '{:.2f}')}"
+            f" → {_num(g('fidelity/mean'), '{:.2f}')} (real {_num(g('real/fidelity'), '{:.2f}')}); meter fill "
+            f"{_num(g('meter_fill', first), '{:.2f}')} → {_num(g('meter_fill'), '{:.2f}')} (real "
+            f"{_num(g('real/meter_fill'), '{:.2f}')}); parse rate {_num(g('parse_abc', first), '{:.2f}')} → "
+            f"{_num(g('parse_abc'), '{:.2f}')}; validity {_num(g('validity', first), '{:.2f}')} → "
+            f"{_num(g('validity'), '{:.2f}')}; diversity {_num(g('diversity', first), '{:.2f}')} → "
+            f"{_num(g('diversity'), '{:.2f}')} (real {_num(g('real/diversity'), '{:.2f}')}); metres' divergence "
+            f"from the real pieces' {_num(g('js/meter', first), '{:.2f}')} → {_num(g('js/meter'), '{:.2f}')}; "
+            f"length {_num(g('bars', first), '{:.1f}')} → {_num(g('bars'), '{:.1f}')} bars (real "
+            f"{_num(g('real/bars'), '{:.1f}')})"
         )
+        out.append(f"  verdict: {verdict(rows, group, details)}")
     return "\n".join(out)
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+METRE_DRIFT = 0.05  # the growth of JS M beyond which the metres count as drifting from the real pieces' mix
+
+
+def verdict(rows: list[dict[str, float]], group: str = "train", details: dict[str, Any] | None = None) -> str:
+    """Whether the rounds made the music better, in one sentence that is true: the music improved only when
+    the reward's gain is confirmed by what is not the reward (the music statistics' paired gain above zero,
+    no prompt's fidelity falling, the metres' mix held); otherwise it names what diverged. ``details`` may
+    give the last round's per-prompt music view (``per_prompt_music``: fidelity per prompt) and the samples'
+    commonest metre per group (``top_metre``), for the names in the sentence."""
+    first, last = rows[0], rows[-1]
+    g = lambda name, row=last: row.get(f"{group}/{name}", math.nan)  # noqa: E731
+    clamp_low, clamp_high = g("clamp_gain/ci_low"), g("clamp_gain/ci_high")
+    reward = f"CLaMP {g('clamp_gain/mean'):+.2f}"
+    if _missing(g("music/similarity/mean")):
+        return f"{reward}; no music statistics were measured (a campaign made before them): nothing confirms it"
+    music = (
+        f"music statistics {g('music_gain/mean'):+.3f} [{g('music_gain/ci_low'):+.3f}, {g('music_gain/ci_high'):+.3f}]"
+    )
+    problems = []
+    if g("music_gain/ci_high") < 0:
+        problems.append(f"{music} (further from the real pieces)")
+    per = (details or {}).get("per_prompt_music") or {}
+    mine = set((details or {}).get("groups", {}).get(group, per))
+    falling = [p for p in sorted(per) if p in mine and per[p].get("fidelity_gain/ci_high", 0.0) < 0]
+    if falling:
+        problems.append("fidelity falling for " + ", ".join(_fall(p, per[p]) for p in falling))
+    elif g("fidelity/falling") > 0:
+        problems.append(f"fidelity falling for {int(g('fidelity/falling'))} prompt(s)")
+    drift = g("js/meter") - g("js/meter", first)
+    if drift > METRE_DRIFT:
+        top = ((details or {}).get("top_metre") or {}).get(group)
+        toward = f" toward {top}" if top else ""
+        problems.append(f"metres collapsing{toward} (JS M {g('js/meter', first):.2f} → {g('js/meter'):.2f})")
+    if clamp_low > 0:
+        if problems:
+            return f"{reward} but {', '.join(problems)}: the reward is being gamed, the music did not improve"
+        if g("music_gain/ci_low") > 0:
+            return f"the music improved: {reward}, {music}, fidelity held, metres held"
+        return f"{reward}, but {music}: the music statistics do not confirm it (not an improvement yet)"
+    trend = "fell" if clamp_high < 0 else "did not rise"
+    tail = f"; {', '.join(problems)}" if problems else ""
+    return f"no improvement: the reward {trend} ({reward} [{clamp_low:+.2f}, {clamp_high:+.2f}]), {music}{tail}"
+
+
+def _fall(prompt: str, view: dict[str, float]) -> str:
+    now = view["fidelity/mean"]
+    return f"{_short(prompt)} ({now - view['fidelity_gain/mean']:.2f} → {now:.2f})"
+
+
+def _short(prompt: str) -> str:
+    """'Folk_Traditional, Irish_Solo melody' → 'Irish' (the part that tells prompts apart in a sentence)."""
+    parts = prompt.split("_")
+    composer = parts[1] if len(parts) > 1 else prompt
+    return composer.split(", ")[-1] if ", " in composer else composer

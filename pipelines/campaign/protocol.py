@@ -9,7 +9,9 @@ prompts with the same seeds (round 0 included), so a round is compared with roun
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -65,9 +67,13 @@ def bootstrap_mean(
     return Interval(float(v.mean()), float(low), float(high), len(v))
 
 
-def paired(after: dict[str, float], before: dict[str, float], seed: int = 0) -> Interval:
+K = TypeVar("K", bound=Hashable)
+
+
+def paired(after: Mapping[K, float], before: Mapping[K, float], seed: int = 0) -> Interval:
     """Mean of ``after[k] − before[k]`` over the keys both score (a sample's seed, say), with its interval."""
-    keys = sorted(k for k in after.keys() & before.keys() if not (math.isnan(after[k]) or math.isnan(before[k])))
+    common = [k for k in after.keys() & before.keys() if not (math.isnan(after[k]) or math.isnan(before[k]))]
+    keys = sorted(common, key=str)
     return bootstrap_mean([after[k] - before[k] for k in keys], seed)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from base import atomic
 from pipelines.campaign import charts
-from pipelines.campaign.compare import load_rounds
+from pipelines.campaign.compare import last_round_details, load_rounds
 from pipelines.campaign.identity import changed_sections, read_state
 from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
 from pipelines.campaign.metrics import GROUPS, format_table, summary
@@ -123,6 +123,9 @@ def _curves(campaigns: dict[str, list[dict]]) -> str:
         ("auc_real_vs_samples", "headroom: AUC real vs samples", None),
         ("js/meter", "metre mix vs real pieces (JS)", None),
         ("bars", "length (bars per piece)", "real/bars"),
+        ("music/similarity", "music statistics: similarity to real", "real/music/similarity"),
+        ("fidelity", "fidelity: own prompt by statistics", "real/fidelity"),
+        ("two_sample_auc", "two-sample AUC vs real (0.5 = alike)", "real/two_sample_auc"),
     ):
         for group, gname in GROUPS.items():
             series = [
@@ -173,6 +176,73 @@ def _training_table(rows: list[dict]) -> str:
     return f'{title}<table class="numbers"><tr><th>round</th>{head}</tr>{body}</table>'
 
 
+MUSIC_COLUMNS = [
+    ("similarity", "music/similarity", "real/music/similarity"),
+    ("fidelity", "fidelity/mean", "real/fidelity"),
+    ("fidelity Δ r0", "fidelity_gain/mean", None),
+    ("2s-AUC", "two_sample_auc", "real/two_sample_auc"),
+]
+PAIR_COLUMNS = [
+    ("direction", "direction"),
+    ("chosen sim.", "similarity/chosen"),
+    ("candidates sim.", "similarity/candidates"),
+    ("JS M chosen", "js_meter/chosen"),
+    ("JS M candidates", "js_meter/candidates"),
+    ("bars chosen", "bars/chosen"),
+    ("bars real", "bars/real"),
+]
+
+
+def _fmt(v: object, signed: bool = False) -> str:
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return f"{v:+.3f}" if signed else f"{v:.3f}"
+    return "-"
+
+
+def _music_tables(root: Path, rows: list[dict]) -> str:
+    """Per prompt and round: the music statistics' similarity to the real pieces, fidelity and the
+    two-sample AUC (real pieces' level in brackets), and each round's pair checks before DPO."""
+    lay = Layout(root)
+    head = "".join(f"<th>{_esc(n)}</th>" for n, _, _ in MUSIC_COLUMNS)
+    body = []
+    for r in rows:
+        k = int(r["round"])
+        try:
+            per = json.loads(lay.metrics(k).read_text(encoding="utf-8")).get("per_prompt_music") or {}
+        except (OSError, ValueError):
+            per = {}
+        for prompt, v in sorted(per.items()):
+            cells = []
+            for _, key, real in MUSIC_COLUMNS:
+                cell = _fmt(v.get(key), key.endswith("gain/mean"))
+                if real and isinstance(v.get(real), float) and math.isfinite(v[real]):
+                    cell += f" ({v[real]:.3f})"
+                cells.append(f"<td>{_esc(cell)}</td>")
+            body.append(f"<tr><td>{k}</td><td style='text-align:left'>{_esc(prompt)}</td>{''.join(cells)}</tr>")
+    out = ""
+    if body:
+        out += (
+            "<h3>music statistics per prompt (no network; the real held-out pieces' level in brackets)</h3>"
+            f'<table class="numbers"><tr><th>round</th><th>prompt</th>{head}</tr>{"".join(body)}</table>'
+        )
+    checks = []
+    for r in rows:
+        k = int(r["round"])
+        marker = Markers(root).done(f"round-{k:02d}/pairs") or {}
+        for prompt, c in sorted((marker.get("pair_checks") or {}).items()):
+            row_cells = "".join(f"<td>{_esc(_fmt(c.get(key), key == 'direction'))}</td>" for _, key in PAIR_COLUMNS)
+            dropped = " (dropped)" if prompt in (marker.get("dropped_prompts") or []) else ""
+            checks.append(f"<tr><td>{k}</td><td style='text-align:left'>{_esc(prompt + dropped)}</td>{row_cells}</tr>")
+    if checks:
+        head2 = "".join(f"<th>{_esc(n)}</th>" for n, _ in PAIR_COLUMNS)
+        out += (
+            "<h3>the pairs before DPO: do they point toward the real music?</h3><p>direction: cosine of chosen − "
+            "rejected with real − candidates on the standardised music statistics (+1 toward the real pieces)</p>"
+            f'<table class="numbers"><tr><th>round</th><th>prompt</th>{head2}</tr>{"".join(checks)}</table>'
+        )
+    return out
+
+
 def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
     lay = Layout(root)
     state = read_state(root)
@@ -181,12 +251,13 @@ def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
         f"<h2>campaign {_esc(root.name)}</h2>",
         f"<p>config {_esc(state.get('config_name') or '?')} · folder {_esc(root)}</p>",
     ]
-    text = summary(rows)
+    text = summary(rows, last_round_details(root))
     if text:
         parts.append(f'<h3>round 0 → {int(rows[-1]["round"])}</h3><pre class="wrap">{_esc(text)}</pre>')
     if rows:
         parts.append(f"<h3>round table</h3><pre>{_esc(format_table(rows))}</pre>")
         parts.append(_training_table(rows))
+        parts.append(_music_tables(root, rows))
         parts.append("<h3>curves across rounds (bands: 95% intervals; dashed: the real pieces)</h3>")
         parts.append(_curves({root.name: rows}))
     real = atomic.read_jsonl(lay.real / SCORES_FILE)

@@ -16,6 +16,7 @@ import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from base.errors import describe
 from base.typed_config import ConfigError
 from pipelines.data.config import SOURCE_MUSIC21, DataConfig
 
@@ -129,7 +130,8 @@ def implausible(data: bytes, fmt: str) -> str | None:
         if share < 0.8:
             return f"not ABC music: only {share:.0%} of the tune body is ABC notation"
     elif fmt == "musicxml":
-        text = data.decode("utf-16").encode() if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data
+        # UTF-16 (its byte-order mark): searched as text; bytes that are no UTF-16 cannot hide an element
+        text = data.decode("utf-16", "replace").encode() if data.startswith((b"\xff\xfe", b"\xfe\xff")) else data
         if b"<score-partwise" not in text and b"<score-timewise" not in text:
             return "not MusicXML: no <score-partwise> or <score-timewise> element"
     elif fmt == "kern" and not _KERN_SPINE.search(data):
@@ -188,9 +190,31 @@ def shown(path: str | Path) -> str:
 def _items_from_file(
     path: Path, root: Path, source: str, collection: str, rejects: list[Reject], max_bytes: int
 ) -> list[SourceItem]:
+    """The pieces of one file, or one reject row for it: whatever the file holds, reading it (size, bytes,
+    decoding, plausibility, splitting) never raises, so one file can never stop a build."""
     rel = Path(shown(path.relative_to(root)))
     base_id = bounded_id(f"{slug(collection)}.{'.'.join(slug(p) for p in rel.with_suffix('').parts)}")
     name = shown(path)
+    mine: list[Reject] = []
+    try:
+        items = _read_file(path, rel, base_id, name, source, collection, mine, max_bytes)
+    except Exception as err:  # anything a hostile file makes a reader do: a reject row that says why, in words
+        rejects.append(Reject(name, "read", f"cannot be read: {describe(err)}", base_id))
+        return []
+    rejects.extend(mine)
+    return items
+
+
+def _read_file(
+    path: Path,
+    rel: Path,
+    base_id: str,
+    name: str,
+    source: str,
+    collection: str,
+    rejects: list[Reject],
+    max_bytes: int,
+) -> list[SourceItem]:
     fmt = SUPPORTED_EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         rejects.append(Reject(name, "read", f"unsupported extension {shown(path.suffix) or '(none)'!r}", base_id))
@@ -222,7 +246,7 @@ def _items_from_file(
         return [SourceItem(base_id, source, name, fmt, data, collection, work, real=real, via_link=link)]
     tunes = split_abc_tunes(data.decode("utf-8"))
     if not tunes:
-        rejects.append(Reject(str(path), "read", "no ABC tune in file", base_id))
+        rejects.append(Reject(name, "read", "no ABC tune in file", base_id))
         return []
     items = []
     for i, tune in enumerate(tunes, start=1):

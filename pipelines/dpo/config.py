@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from base.typed_config import check, option
+from evaluators.scores import REWARDS
 
 # TRL 1.16's DPOTrainer loss types, plus NotaGen's DPOP (ours).
 TRL_LOSS_TYPES = (
@@ -26,13 +27,28 @@ TRL_LOSS_TYPES = (
     "sigmoid_norm",
 )
 LOSS_TYPES = ("dpop",) + TRL_LOSS_TYPES
-STYLES = ("meter", "rhythm")  # what the chosen may be made to share with the real pieces (campaign/pairs.py)
+STYLES = ("meter", "rhythm", "length")  # what the chosen may be made to share with the real pieces (campaign/pairs.py)
+GUARDS = ("off", "warn", "skip")
 
 
 @dataclass
 class DPORoundConfig:
     """Pairs and DPO training of one round (NotaGen's CLaMP-DPO settings by default)."""
 
+    reward: str = option(
+        "centroid",
+        help="What ranks a round's candidates: 'centroid' (NotaGen's CLaMP score, the cosine to the mean feature "
+        "of the prompt's real training pieces) or 'knn' (the mean cosine to the reward_k nearest of them: close "
+        "to some real piece of the prompt, whatever its style, instead of to a mean that sits between its jigs "
+        "and its reels). The round table's CLaMP column stays NotaGen's centroid score either way.",
+    )
+    reward_k: int = option(5, help="With reward 'knn': how many nearest real pieces of the prompt are averaged.")
+    reward_contrast: float = option(
+        0.0,
+        help="Subtract this share of the best score any other prompt of the corpus gives the candidate (the same "
+        "kind of score against that prompt's real pieces): rewards what tells the prompt's music from the other "
+        "prompts', not what all prompts share. 0 = NotaGen's score alone; 1 = the margin over the nearest rival.",
+    )
     select_portion: float = option(
         0.1,
         help="Per prompt, the best this share of candidates (after exclusions) "
@@ -68,7 +84,24 @@ class DPORoundConfig:
         "'meter' (the first M: line), 'rhythm' (the most common note length). Each style gets its share of the "
         "chosen places, filled by its best eligible candidates. It keeps a prompt's metres from collapsing "
         "onto the reward's favourite, but on the default corpus the reward gained half as much and the judge "
-        "did not confirm it (README); empty = the best candidates whatever their style (NotaGen).",
+        "did not confirm it (README); 'length' (short / middle / long against the thirds of the real pieces' "
+        "lengths in bars); empty = the best candidates whatever their style (NotaGen).",
+    )
+    pair_within_style: bool = option(
+        False,
+        help="With chosen_like_real: the rejected come from the worst of each style's own candidates and pair "
+        "only with the chosen of their style, so a pair teaches what is better within a metre, not to leave it "
+        "(rejected drawn from the whole ranking are mostly of the styles the reward dislikes).",
+    )
+    direction_guard: str = option(
+        "warn",
+        help="Before DPO, each prompt's pairs are checked against its real music (pipelines/campaign/"
+        "pair_checks.py: the cosine of chosen − rejected with real − candidates on standardised music "
+        "statistics). 'warn' logs a prompt whose pairs point away (below min_direction); 'skip' also drops its "
+        "pairs (no pairs left: the round carries the policy over); 'off' checks nothing.",
+    )
+    min_direction: float = option(
+        0.0, help="The direction (a cosine in [-1, 1]) below which a prompt's pairs count as pointing away."
     )
     typical_notes_quantile: Optional[float] = option(
         None,
@@ -109,6 +142,20 @@ class DPORoundConfig:
     seed: int = option(0, help="Seed of pair capping and data order (the round number is added).")
 
     def __post_init__(self) -> None:
+        check(self.reward in REWARDS, "reward", f"must be one of {', '.join(REWARDS)}, got {self.reward!r}")
+        check(self.reward_k >= 1, "reward_k", f"must be ≥ 1, got {self.reward_k}")
+        check(0.0 <= self.reward_contrast <= 1.0, "reward_contrast", f"must be in [0, 1], got {self.reward_contrast}")
+        check(
+            self.direction_guard in GUARDS,
+            "direction_guard",
+            f"must be one of {', '.join(GUARDS)}, got {self.direction_guard!r}",
+        )
+        check(-1.0 <= self.min_direction <= 1.0, "min_direction", f"must be in [-1, 1], got {self.min_direction}")
+        check(
+            not self.pair_within_style or bool(self.chosen_like_real),
+            "pair_within_style",
+            "needs chosen_like_real (the styles to pair within)",
+        )
         check(0 < self.select_portion <= 0.5, "select_portion", f"must be in (0, 0.5], got {self.select_portion}")
         check(0.0 <= self.min_meter_fill <= 1.0, "min_meter_fill", f"must be in [0, 1], got {self.min_meter_fill}")
         unknown = sorted(set(self.chosen_like_real) - set(STYLES))

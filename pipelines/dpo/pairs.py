@@ -139,23 +139,50 @@ def select(
     return chosen, rejected
 
 
+def select_within(
+    candidates: list[Candidate], portion: float, shares: dict[str, float]
+) -> list[tuple[list[Candidate], list[Candidate]]]:
+    """(chosen, rejected) of each group of one prompt's candidates: the chosen keep ``shares`` as in
+    ``select``, and each group's rejected are the worst of its own candidates, as many as its chosen, all
+    below its lowest chosen score: the pairs compare pieces of one style."""
+    chosen, _ = select(candidates, portion, shares)
+    ranked = sorted(candidates, key=lambda c: (-c.score if not math.isnan(c.score) else math.inf, c.id))
+    taken = {c.id for c in chosen}
+    out = []
+    for group in sorted({c.group for c in chosen}):
+        mine = [c for c in chosen if c.group == group]
+        floor = min(c.score for c in mine)
+        rest = [c for c in ranked if c.group == group and c.id not in taken]
+        rejected = [c for c in rest[-len(mine) :] if math.isnan(c.score) or c.score < floor]
+        out.append((mine, rejected))
+    return out
+
+
 def build_pairs(
     candidates: list[Candidate],
     portion: float = 0.1,
     max_pairs_per_prompt: int | None = None,
     seed: int = 0,
     shares: dict[str, dict[str, float]] | None = None,
+    within: bool = False,
 ) -> list[Pair]:
     """Pairs of every prompt, in prompt order; deterministic for a seed. ``shares[prompt]``, when given, are
     the shares of the candidates' groups among that prompt's real pieces, for the chosen to keep (a prompt
-    without them is ranked as one group)."""
+    without them is ranked as one group); ``within`` pairs each chosen only with rejected of its own group
+    (``select_within``)."""
     by_prompt: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:
         by_prompt[c.prompt].append(c)
     pairs: list[Pair] = []
     for prompt in sorted(by_prompt):
-        chosen, rejected = select(by_prompt[prompt], portion, (shares or {}).get(prompt) or None)
-        these = [Pair(prompt, c.id, r.id, c.score, r.score) for c in chosen for r in rejected]
+        mine = (shares or {}).get(prompt) or None
+        if within and mine is not None:
+            groups = select_within(by_prompt[prompt], portion, mine)
+        else:
+            groups = [select(by_prompt[prompt], portion, mine)]
+        these = [
+            Pair(prompt, c.id, r.id, c.score, r.score) for chosen, rejected in groups for c in chosen for r in rejected
+        ]
         if max_pairs_per_prompt is not None and len(these) > max_pairs_per_prompt:
             rng = random.Random(f"{seed}:{prompt}")
             these = sorted(rng.sample(these, max_pairs_per_prompt), key=lambda p: (p.chosen, p.rejected))

@@ -102,6 +102,21 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
     # the held-out prompt and the two training prompts × eval_samples_per_prompt, the real pieces of all three
     assert metrics["heldout/samples"] == 4 and metrics["train/samples"] == 8
     assert metrics["heldout/real/pieces"] == 3 and metrics["train/real/pieces"] == 6
+    # the music statistics of every corpus piece, and the round measured against them (no network)
+    corpus_music = [json.loads(line) for line in (out / "real" / "corpus" / "music.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in corpus_music} == {"train", "eval"} and any(r["music"] for r in corpus_music)
+    for group in ("train", "heldout"):
+        assert {
+            f"{group}/{k}"
+            for k in ("music/similarity/mean", "music_gain/ci_low", "fidelity/mean", "real/fidelity", "two_sample_auc")
+        } <= set(metrics)
+    assert 0 <= metrics["train/real/music/similarity"] <= 1
+    per_prompt = json.loads((out / "round-01" / "metrics.json").read_text())["per_prompt_music"]
+    assert len(per_prompt) == 3 and all("fidelity/mean" in v for v in per_prompt.values())
+    # the pairs were checked against the real music before DPO, and the verdict says what the numbers say
+    pairs_marker = json.loads((out / "markers" / "round-01.pairs.json").read_text())
+    assert "pairs/direction" in pairs_marker and set(pairs_marker["pair_checks"]) <= set(per_prompt)
+    assert "  verdict: " in stdout
 
 
 def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
@@ -226,4 +241,5 @@ def test_another_seed_takes_the_trained_parts_from_a_relative_cache(smoke):
     )
     assert res.returncode == 0, res.stderr[-4000:]
     assert res.stderr.count("trained before on this corpus with this config") == 3  # policy, evaluator, judge
+    assert "music statistics of the corpus: measured before" in res.stderr
     assert (tmp / "seed1" / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()

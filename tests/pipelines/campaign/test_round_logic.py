@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.campaign import identity
 from pipelines.campaign.layout import Layout
-from pipelines.campaign.metrics import format_table, round_metrics, summary, training_metrics
+from pipelines.campaign.metrics import format_table, round_metrics, summary, training_metrics, verdict
 from pipelines.campaign.pairs import candidates, main_note_length, real_ceilings, round_pairs, style_shares, styles
 from pipelines.dpo.config import DPORoundConfig
 
@@ -259,3 +259,69 @@ def test_layout_names_every_place_of_a_round():
     assert lay.samples(3) == Path("/c/round-03/samples") and lay.eval_scores(0) == Path("/c/round-00/eval/scores")
     assert lay.trained_policy(2) == Path("/c/round-02/dpo/policy") and lay.stage_dir("train") == Path("/c/sft")
     assert lay.pairs(1).name == "pairs.jsonl" and lay.state_file == Path("/c/campaign.json")
+
+
+def _verdict_rows(
+    clamp: tuple[float, float, float], music: tuple[float, float, float], js: tuple[float, float], falling: int = 0
+):
+    first = {"round": 0, "train/clamp/mean": 0.1, "train/js/meter": js[0], "train/music/similarity/mean": 0.7}
+    last = {
+        "round": 3,
+        "train/clamp/mean": 0.1 + clamp[0],
+        "train/js/meter": js[1],
+        "train/music/similarity/mean": 0.7 + music[0],
+    }
+    for name, (mean, low, high) in (("clamp_gain", clamp), ("music_gain", music)):
+        last.update({f"train/{name}/mean": mean, f"train/{name}/ci_low": low, f"train/{name}/ci_high": high})
+    last["train/fidelity/falling"] = float(falling)
+    return [first, last]
+
+
+def test_the_verdict_says_the_music_improved_only_when_what_is_not_the_reward_agrees():
+    up = (0.5, 0.3, 0.7)
+    good = verdict(_verdict_rows(up, (0.04, 0.01, 0.07), (0.20, 0.22)))
+    assert good.startswith("the music improved: CLaMP +0.50, music statistics +0.040 [+0.010, +0.070]")
+    # the case: the score climbs while the music moves away and the metres collapse onto 6/8
+    gamed = verdict(
+        _verdict_rows(up, (-0.05, -0.08, -0.02), (0.20, 0.42)),
+        details={"top_metre": {"train": "6/8"}},
+    )
+    assert gamed == (
+        "CLaMP +0.50 but music statistics -0.050 [-0.080, -0.020] (further from the real pieces), metres "
+        "collapsing toward 6/8 (JS M 0.20 → 0.42): the reward is being gamed, the music did not improve"
+    )
+    # a prompt whose fidelity fell is named, with its share before and after
+    details = {
+        "groups": {"train": ["Folk_Traditional, American_Solo melody"]},
+        "per_prompt_music": {
+            "Folk_Traditional, American_Solo melody": {
+                "fidelity/mean": 0.19,
+                "fidelity_gain/mean": -0.38,
+                "fidelity_gain/ci_high": -0.2,
+            },
+            "Folk_Traditional, Scottish_Solo melody": {
+                "fidelity/mean": 0.1,
+                "fidelity_gain/mean": -0.5,
+                "fidelity_gain/ci_high": -0.3,
+            },
+        },
+    }
+    fell = verdict(_verdict_rows(up, (0.04, 0.01, 0.07), (0.20, 0.21), falling=1), details=details)
+    assert "fidelity falling for American (0.57 → 0.19)" in fell and "Scottish" not in fell and "gamed" in fell
+    flat = verdict(_verdict_rows(up, (0.01, -0.02, 0.04), (0.20, 0.21)))
+    assert "do not confirm it" in flat and "improved" not in flat
+    none = verdict(_verdict_rows((0.02, -0.05, 0.09), (0.04, 0.01, 0.07), (0.20, 0.21)))
+    assert none.startswith("no improvement: the reward did not rise (CLaMP +0.02 [-0.05, +0.09])")
+    old = verdict(
+        [{"round": 0, "train/clamp/mean": 0.1}, {"round": 1, "train/clamp/mean": 0.2, "train/clamp_gain/mean": 0.1}]
+    )
+    assert "no music statistics were measured" in old
+
+
+def test_a_summary_without_valid_samples_says_so_instead_of_nan():
+    rows = [
+        {"round": 0, "train/clamp/mean": math.nan, "train/validity": 0.0},
+        {"round": 1, "train/clamp/mean": math.nan, "train/validity": 0.0},
+    ]
+    text = summary(rows)
+    assert "no valid samples" in text and "nan" not in text

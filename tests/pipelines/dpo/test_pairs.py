@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipelines.dpo.pairs import Candidate, build_pairs, places, select, staves_grouped
+from pipelines.dpo.pairs import Candidate, build_pairs, places, select, select_within, staves_grouped
 
 
 def cands(scores, **flags):
@@ -100,3 +100,25 @@ def test_the_chosen_keep_the_real_pieces_styles():
     assert select(cands([0.9, 0.1], group=["9/8", "2/4"]), 0.5, {"2/4": 1.0})[0][0].id == "s1"
     pairs = build_pairs(cands(scores, group=meters), 0.25, shares={"other prompt": {"2/4": 1.0}})
     assert {p.chosen for p in pairs} == {"s0", "s1", "s2", "s3"}
+
+
+def test_pairs_within_a_style_compare_pieces_of_one_metre():
+    # the same ranking: every 6/8 piece above every 2/4 one, real pieces three quarters 2/4
+    scores = [0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.04, 0.03, 0.02, 0.01]
+    meters = ["6/8"] * 6 + ["2/4"] * 10
+    shares = {"2/4": 0.75, "6/8": 0.25}
+    groups = select_within(cands(scores, group=meters), 0.25, shares)
+    # 6/8: its best is chosen, its worst (s5) rejected; 2/4: the best three against the worst three
+    assert [([c.id for c in ch], [r.id for r in rj]) for ch, rj in groups] == [
+        (["s6", "s7", "s8"], ["s13", "s14", "s15"]),
+        (["s0"], ["s5"]),
+    ]
+    pairs = build_pairs(cands(scores, group=meters), 0.25, shares={"p": shares}, within=True)
+    assert len(pairs) == 3 * 3 + 1 and all(meters[int(p.chosen[1:])] == meters[int(p.rejected[1:])] for p in pairs)
+    # across styles (the default) the rejected are the overall worst: all 2/4, so 2/4 is what DPO pushes away from
+    across = build_pairs(cands(scores, group=meters), 0.25, shares={"p": shares})
+    assert {meters[int(p.rejected[1:])] for p in across} == {"2/4"}
+    # a style whose worst piece left scores above its lowest chosen (an excluded piece) gives no pair rather
+    # than a wrong one
+    [(chosen, rejected)] = select_within(cands([0.9, 0.8], group=["a", "a"], valid=[False, True]), 0.5, {"a": 1.0})
+    assert [c.id for c in chosen] == ["s1"] and rejected == []
