@@ -168,7 +168,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"{item}: an override must look like section.field=value")
         key, raw = item.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:  # a control character, an unclosed bracket: say which field, in one line
+            problem = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise ConfigError(f"{key.strip()}: {raw!r} is not a value ({problem})") from None
+        set_dotted(data, key.strip(), value)
     return data
 
 

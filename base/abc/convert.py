@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import types
 
 from base.errors import describe
@@ -63,9 +64,36 @@ def musicxml_to_abc(xml: bytes, unit_length: int = 8) -> str:
     return text
 
 
+# Metre and unit-length fields a score can hold: a numerator up to 64 (a bar of 64 beats) over a power of two.
+# A generated M:999999999/1 makes abc2xml and music21 fill a bar that long with rests: minutes and gigabytes
+# for one sample (found by fuzzing), so such a field is refused before any converter sees it.
+_FIELD = re.compile(r"(?:^|\[)([ML]):([^\]\n]*)", re.MULTILINE)
+_FRACTION = re.compile(r"\s*\(?(\d+(?:\s*\+\s*\d+)*)\)?\s*/\s*(\d+)\s*$")
+POWERS_OF_TWO = {2**i for i in range(10)}  # up to 1/512
+
+
+def absurd_field(abc: str) -> str | None:
+    """The first M: or L: field (header or inline) no score can hold, or None."""
+    for field_name, value in _FIELD.findall(abc):
+        m = _FRACTION.match(value)
+        if not m:
+            continue  # C, C|, none, or text abc2xml reads or ignores on its own
+        numerator = sum(int(x) for x in m.group(1).replace(" ", "").split("+"))
+        denominator = int(m.group(2))
+        limit = 64 if field_name == "M" else 16
+        if numerator > limit or denominator not in POWERS_OF_TWO:
+            return f"{field_name}:{value.strip()[:40]}"
+    return None
+
+
 def abc_to_musicxml(abc: str) -> bytes:
-    """MusicXML for an ABC tune, by abc2xml (the converter NotaGen uses to go back)."""
+    """MusicXML for an ABC tune, by abc2xml (the converter NotaGen uses to go back); a metre or unit length no
+    score can hold is refused first (``absurd_field``)."""
     from abctoolkit import abc2xml
+
+    absurd = absurd_field(abc)
+    if absurd:
+        raise ConversionError(f"an impossible metre or note unit ({absurd}): no score holds a bar that long")
 
     try:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
