@@ -60,8 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 def classify(err: BaseException) -> tuple[int, str]:
     """Exit code (2: usage or config, 1: failure) and the words that start the one-line error."""
     from base.errors import CheckpointError
+    from base.folder_lock import FolderBusy
     from clampdpo.args import UsageError
 
+    # Ray's errors from a worker subclass the worker's own exception class (a ValueError raised in an actor
+    # arrives as a RayTaskError that is also a ValueError): named for what they are, never "bad input"
+    if any(c.__module__.startswith("ray.") for c in type(err).__mro__):
+        return 1, "failed in a Ray worker"
+    if isinstance(err, FolderBusy):
+        return 1, "busy"
     if isinstance(err, ConfigError):
         return 2, "bad config"
     if isinstance(err, UsageError):

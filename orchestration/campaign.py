@@ -763,10 +763,15 @@ def best_metric(metrics: dict[str, float]) -> float:
 
 
 def run_campaign(
-    project: ProjectConfig, config_name: str = "", rebuild: bool = False
+    project: ProjectConfig, config_name: str = "", rebuild: bool = False, command: str = "campaign run"
 ) -> tuple[Path, list[dict[str, float]]]:
-    campaign = Campaign(project, config_name, rebuild)
-    return campaign.layout.root, campaign.run()
+    """Run (or continue) the campaign of ``project``; its folder is held for this process from before anything
+    in it is read or written (``FolderLock``: a second writer is refused, naming the first)."""
+    from base.folder_lock import FolderLock
+
+    with FolderLock(Path(project.campaign.out_dir).resolve(), command):
+        campaign = Campaign(project, config_name, rebuild)
+        return campaign.layout.root, campaign.run()
 
 
 def resume_campaign(out_dir: str | Path, ray_address: str | None = None) -> tuple[Path, list[dict[str, float]]]:
@@ -775,4 +780,4 @@ def resume_campaign(out_dir: str | Path, ray_address: str | None = None) -> tupl
     if ray_address:
         project = replace(project, cluster=replace(project.cluster, ray_address=ray_address))
     project = replace(project, campaign=replace(project.campaign, out_dir=str(Path(out_dir).resolve())))
-    return run_campaign(project, name)
+    return run_campaign(project, name, command="campaign resume")

@@ -222,7 +222,15 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def build_corpus(cfg: DataConfig, progress: bool = True) -> BuildResult:
-    """Build (or update) the corpus described by ``cfg``; see the module docstring for the layout."""
+    """Build (or update) the corpus described by ``cfg``; see the module docstring for the layout. The folder
+    is held for this process while it builds (``FolderLock``): a second build of it is refused, naming the first."""
+    from base.folder_lock import FolderLock
+
+    with FolderLock(Path(cfg.out_dir), "data build"):
+        return _build(cfg, progress)
+
+
+def _build(cfg: DataConfig, progress: bool) -> BuildResult:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     workers = cfg.workers or os.cpu_count() or 1
