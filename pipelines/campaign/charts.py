@@ -13,10 +13,13 @@ W, H, PAD = 360, 220, 36
 
 def _scale(values: Sequence[float], low: float | None = None, high: float | None = None) -> tuple[float, float]:
     vals = [v for v in values if v is not None and not math.isnan(v)]
-    lo = min(vals) if low is None else low
-    hi = max(vals) if high is None else high
-    if not vals or hi - lo < 1e-9:
-        lo, hi = (lo - 0.5, hi + 0.5) if vals else (0.0, 1.0)
+    if not vals and (low is None or high is None):  # nothing to draw (a round with no valid sample): a unit frame
+        lo, hi = (0.0 if low is None else low), (1.0 if high is None else high)
+    else:
+        lo = min(vals) if low is None else low
+        hi = max(vals) if high is None else high
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
     pad = (hi - lo) * 0.08
     return lo - pad, hi + pad
 

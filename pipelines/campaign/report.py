@@ -99,6 +99,23 @@ def _piece_html(label: str, row: dict, sample: dict, renders: Renders) -> str:
     return f'<div class="piece">{head}{body}</div>'
 
 
+def _unscored_html(prompt: str, rows: list[dict], samples: dict[str, dict], shown: int = 3) -> str:
+    """A prompt none of whose samples could be scored (a policy that writes nothing readable): what the first
+    few samples say and why each failed, since that is what a user needs to see then."""
+    items = []
+    for row in rows[:shown]:
+        text = (samples.get(row["id"], {}).get("text") or samples.get(row["id"], {}).get("interleaved") or "")[:1500]
+        why = row.get("invalid_reason") or samples.get(row["id"], {}).get("error") or "no score"
+        items.append(
+            f'<div class="piece unscored"><div class="head"><b>{_esc(row["id"])}</b> · not valid: {_esc(why)}</div>'
+            f"<pre>{_esc(text) or '(empty)'}</pre></div>"
+        )
+    return (
+        f"<h4>{_esc(prompt)}</h4><p>no valid sample ({len(rows)} sampled): the first {min(shown, len(rows))} "
+        f"as written, with why each failed</p>" + "".join(items)
+    )
+
+
 def _rounds_of(root: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in root.glob("round-*") if (p / "metrics.json").is_file())
 
@@ -294,6 +311,8 @@ def _campaign_html(root: Path, renders: Renders, pairs_per_round: int) -> str:
             if not math.isnan(s["clamp_score"]):
                 by_prompt.setdefault(s["prompt"], []).append(s)
         block = [f"<h3>round {k}</h3>"]
+        for prompt in sorted({s["prompt"] for s in scores} - set(by_prompt)):
+            block.append(_unscored_html(prompt, [s for s in scores if s["prompt"] == prompt], samples))
         for prompt, group in sorted(by_prompt.items()):
             group.sort(key=lambda s: -s["clamp_score"])
             block.append(f"<h4>{_esc(prompt)}</h4>")
