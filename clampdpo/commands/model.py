@@ -56,6 +56,18 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from models.export_notagen import export_notagen
+
+    done = export_notagen(args.model, args.out)
+    values = " ".join(f"{k}={v}" for k, v in done.config_py.items())
+    sys.stdout.write(
+        f"exported {args.model} as a NotaGen checkpoint ({done.size}, {done.tensors} tensors) → {done.path}\n"
+        f"NotaGen's inference config.py for it: {values}; point INFERENCE_WEIGHTS_PATH at the file\n"
+    )
+    return 0
+
+
 def _prompts(args: argparse.Namespace) -> list[list[str]]:
     """One prompt per piece: the one given, or the prompts of a corpus split's pieces (seeded draw)."""
     from base.abc.interleave import prompt_lines
@@ -187,6 +199,16 @@ def register(groups: argparse._SubParsersAction) -> None:
         help="the checkpoint's size (default large)",
     )
     im.set_defaults(func=_import)
+    ex = sub.add_parser(
+        "export-notagen",
+        help="write a model (e.g. a campaign's aligned policy) as a NotaGen checkpoint (.pth)",
+        description="The inverse of import-notagen: {'model': state_dict} with NotaGen's parameter names, for "
+        "NotaGen's own inference script and demo. Prints the size and the config.py values NotaGen needs to "
+        "build that network; a model NotaGen's class cannot express is refused, naming the difference.",
+    )
+    ex.add_argument("model", help="saved model folder (a campaign's round-NN/dpo/policy, sft model/, ...)")
+    ex.add_argument("out", help=".pth file to write")
+    ex.set_defaults(func=_export)
 
     sa = sub.add_parser(
         "sample",
