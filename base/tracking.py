@@ -47,9 +47,13 @@ def use_experiment(uri: str, name: str, out_dir: str | Path) -> str:
         location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     elif not uri.startswith(("http://", "https://", "databricks")):
         location = (Path(out_dir).resolve() / "mlartifacts").as_uri()
-    experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    experiment_id = mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: TRAINING_KIND})
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+# MLflow 3's UI opens an experiment in its GenAI view (traces) unless the experiment says it holds training runs
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:

@@ -440,8 +440,9 @@ def _offline_prefix() -> list[str]:
     return []
 
 
-def open_page(path: Path, screenshot: Path, width: int = 1400, height: int = 2400, wait_ms: int = 8000) -> Page:
-    """The DOM (after scripts ran for ``wait_ms`` of virtual time), console lines and a PNG of ``path``."""
+def open_page(path: Path | str, screenshot: Path, width: int = 1400, height: int = 2400, wait_ms: int = 8000) -> Page:
+    """The DOM (after scripts ran for ``wait_ms`` of virtual time), console lines and a PNG of ``path`` (a file,
+    or an http URL on 127.0.0.1: the only host the browser can reach)."""
     assert CHROMIUM, WHY_SKIPPED
     with tempfile.TemporaryDirectory() as profile:
         flags = [
@@ -452,7 +453,7 @@ def open_page(path: Path, screenshot: Path, width: int = 1400, height: int = 240
             "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}",
         ]  # fmt: skip
         env = {**os.environ, "HOME": profile}
-        url = path.resolve().as_uri()
+        url = path if isinstance(path, str) else path.resolve().as_uri()
         dom = subprocess.run(
             _offline_prefix() + [CHROMIUM, *flags, "--dump-dom", url],
             capture_output=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -129,13 +130,25 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    import os
+    import signal
     import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from base.tracking import EXPERIMENT_KIND, TRAINING_KIND
 
     folder = Path(args.dir).resolve()
     db = folder / "mlflow.db"
     if not db.is_file():
         log.error("%s: no mlflow.db (a campaign, sft or evaluator folder has one)", folder)
         return 1
+    # the folder's experiments open on their runs (MLflow's model-training view), older campaigns' too
+    client = MlflowClient(f"sqlite:///{db}")
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
+    for e in experiments:
+        if e.tags.get(EXPERIMENT_KIND) != TRAINING_KIND:
+            client.set_experiment_tag(e.experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
     cmd = [
         sys.executable,
         "-m",
@@ -150,10 +163,32 @@ def _ui(args: argparse.Namespace) -> int:
         "--default-artifact-root",
         (folder / "mlartifacts").as_uri(),
     ]
-    log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C stops it)", args.port)
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    # its own process group: the server's job runner and workers are stopped with it, however this is stopped
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, stop)
+    for e in experiments:
+        log.info("%s: http://127.0.0.1:%d/#/experiments/%s/runs", e.name, args.port, e.experiment_id)
+    log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C, SIGTERM or SIGHUP stops it)", args.port)
     if (folder / "report.html").is_file():
         log.info("the campaign's report (engraved and playable samples): %s", (folder / "report.html").as_uri())
-    return subprocess.call(cmd)
+    try:
+        code = server.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+    return 0 if code in (0, -signal.SIGTERM) else code
 
 
 def register(groups: argparse._SubParsersAction) -> None:

@@ -9,8 +9,8 @@ standardised by the prompt's real training pieces (``music_metrics.FEATURES``, n
 - **metres**: the Jensen-Shannon divergence of the chosen pieces' time signatures from the real pieces' mix
   (the candidates' own divergence beside it: a reward that favours one metre narrows the chosen's mix);
 - **length**: the chosen pieces' mean length in bars against the real pieces'.
-- **similarity**: the chosen set's music similarity to the real pieces (mean overlapped area), beside the
-  candidates'.
+- **similarity**: the chosen set's music similarity to the real pieces (mean overlapped area), beside that of
+  random candidate sets of the same size (a smaller set's density is spikier, so sizes must match).
 
 The campaign logs these for every round before DPO runs, and ``dpo.direction_guard`` can warn about or drop
 a prompt whose pairs point away (the reward lab, ``clampdpo campaign lab``, reads the same numbers for
@@ -72,9 +72,20 @@ def _bars(rows: list[dict]) -> float:
     return float(np.nanmean(x[:, FEATURES.index("bars")])) if len(x) else math.nan
 
 
-def set_similarity(real: RealMusic, prompt: str, rows: list[dict]) -> float:
+def set_similarity(real: RealMusic, prompt: str, rows: list[dict], size: int | None = None, draws: int = 40) -> float:
+    """The music similarity of ``rows`` to the prompt's real pieces; with ``size``, the mean over ``draws`` seeded
+    subsets of that many rows: a set's similarity falls with its size (fewer kernels, a spikier density), so
+    the chosen are compared with candidate sets as small as they are."""
     rows = [r for r in rows if has_music(r)]
-    return float(similarity_draws(real, prompt, scalars(rows), np.ones((1, len(rows))))[0]) if rows else math.nan
+    if not rows:
+        return math.nan
+    if size is None or size >= len(rows):
+        return float(similarity_draws(real, prompt, scalars(rows), np.ones((1, len(rows))))[0])
+    rng = np.random.default_rng(0)
+    weights = np.zeros((draws, len(rows)))
+    for d in range(draws):
+        weights[d, rng.choice(len(rows), size=size, replace=False)] = 1.0
+    return float(np.nanmean(similarity_draws(real, prompt, scalars(rows), weights)))
 
 
 def prompt_checks(
@@ -89,7 +100,8 @@ def prompt_checks(
         "bars/chosen": _bars(chosen),
         "bars/real": _bars(pieces),
         "similarity/chosen": set_similarity(real, prompt, chosen),
-        "similarity/candidates": set_similarity(real, prompt, candidates),
+        # candidate sets of the chosen's size: the level the chosen would reach by chance
+        "similarity/candidates": set_similarity(real, prompt, candidates, sum(1 for r in chosen if has_music(r))),
     }
 
 

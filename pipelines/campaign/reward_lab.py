@@ -13,7 +13,8 @@ taught, measured by what is not the reward:
 - ``similarity``: the chosen set's music similarity to the real pieces (mean overlapped area), beside the
   candidates' (``similarity/candidates``): a reward whose chosen are further from real music than the
   candidates teaches the policy to move away from it;
-- ``fidelity``: the share of the chosen that the statistics classifier puts in their own prompt;
+- ``fidelity``: the share of the chosen that the statistics classifier puts in their own prompt (the
+  candidates' share under the table);
 - ``js_meter``: the chosen's metre mix against the real pieces'; ``bars``: their length against the real;
 - ``meter_fill``: the share of the chosen's bars that fill the meter;
 - ``judge_agrees``: the share of pairs whose chosen the independent judge also scores higher, and
@@ -123,7 +124,7 @@ def evaluate_setting(
     pairs, _ = choose(samples, rows, cfg, round_, real_rows, real_texts)
     by_id = {r["id"]: r for r in rows}
     prompts = sorted({r["prompt"] for r in rows})
-    aucs, checks, judge_hits, fidelities, fills = [], {}, [], [], []
+    aucs, checks, judge_hits, fidelities, fills, base_fidelity = [], {}, [], [], [], []
     clf = music.classifier()
     for p in prompts:
         mine = [r for r in rows if r["prompt"] == p]
@@ -139,6 +140,7 @@ def evaluate_setting(
         with_music = [r for r in chosen if r.get("music")]
         if clf is not None and with_music:
             fidelities.append(float(np.mean(clf.own(with_music))))
+            base_fidelity.append(float(np.mean(clf.own([r for r in mine if r.get("music")]))))
         bars = sum(int(r.get("meter_bars", 0)) for r in chosen)
         fills.append(sum(int(r.get("meter_full", 0)) for r in chosen) / bars if bars else math.nan)
     directions = [c["direction"] for c in checks.values() if not math.isnan(c["direction"])]
@@ -150,6 +152,7 @@ def evaluate_setting(
         "similarity": _mean(c["similarity/chosen"] for c in checks.values()),
         "similarity/candidates": _mean(c["similarity/candidates"] for c in checks.values()),
         "fidelity": _mean(fidelities),
+        "fidelity/candidates": _mean(base_fidelity),
         "js_meter": _mean(c["js_meter"] for c in checks.values()),
         "js_meter/candidates": _mean(c["js_meter/candidates"] for c in checks.values()),
         "bars": _mean(c["bars/chosen"] for c in checks.values()),
@@ -192,7 +195,12 @@ def format_lab(rows: list[tuple[str, dict[str, float]]]) -> str:
         )
     if rows:
         first = rows[0][1]
-        level = {"similarity": "similarity/candidates", "js_meter": "js_meter/candidates", "bars": "bars/real"}
+        level = {
+            "similarity": "similarity/candidates",
+            "fidelity": "fidelity/candidates",
+            "js_meter": "js_meter/candidates",
+            "bars": "bars/real",
+        }
         lines.append(
             ["(candidates; real bars)"]
             + [f"{first[level[c]]:.2f}" if c in level and not math.isnan(first[level[c]]) else "" for c in COLUMNS]

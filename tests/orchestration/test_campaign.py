@@ -8,7 +8,6 @@ beside these.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -169,16 +168,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_the_campaign_runs_on_localhost(smoke):
+def _server_pids(port: int) -> list[int]:
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "mlflow" in " ".join(cmd) and str(port) in cmd:
+            pids.append(proc.pid)
+    return pids
+
+
+def test_ui_opens_on_the_campaign_runs_and_sigterm_stops_the_whole_server(smoke, tmp_path):
     import urllib.request
+
+    import psutil
+
+    from tests.conftest import CHROMIUM, open_page
 
     port = _free_port()
     proc = subprocess.Popen(
         CLI + ["ui", str(smoke["out"]), "--port", str(port)],
         cwd=REPO,
-        start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
@@ -189,10 +203,28 @@ def test_ui_serves_the_campaign_runs_on_localhost(smoke):
             except OSError:
                 assert proc.poll() is None, "the UI server exited"
                 time.sleep(1)
-        assert body and "clampdpo" in [e["name"] for e in body["experiments"]]
+        assert body
+        [experiment] = [e for e in body["experiments"] if e["name"] == "clampdpo"]
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view, not GenAI
+        servers = _server_pids(port)
+        group = {p for pid in servers for p in [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]}
+        assert servers and len(group) >= 2  # the server and its workers
+        if CHROMIUM:  # the runs page the command names: parent run and round runs on the first page
+            page = open_page(
+                f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs",
+                tmp_path / "ui.png",
+                wait_ms=20000,
+            )
+            assert "round-01" in page.dom and "campaign-smoke" in page.dom, page.dom[-2000:]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGTERM)  # to the command only, as a job manager sends it
+        proc.wait(timeout=60)
+    time.sleep(1)
+    assert not [p for p in group if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+    assert f"#/experiments/{experiment['experiment_id']}/runs" in (proc.stderr.read() if proc.stderr else "")
 
 
 def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tmp_path):
