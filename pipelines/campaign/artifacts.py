@@ -1,4 +1,5 @@
-"""Files a round leaves for people: best and worst samples as ABC and MIDI, and score histograms."""
+"""Files a round leaves for people: best, median and worst samples as ABC, MusicXML and MIDI, and score
+histograms."""
 
 from __future__ import annotations
 
@@ -35,8 +36,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "prompt"
 
 
+def abc_to_musicxml(interleaved: str) -> bytes | None:
+    """MusicXML of an interleaved piece (standard ABC → abc2xml); None when it does not convert."""
+    from base.abc.convert import abc_to_musicxml as convert
+    from base.abc.interleave import deinterleave
+
+    try:
+        return convert("X:1\n" + "".join(deinterleave(interleaved.splitlines(keepends=True))))
+    except Exception as err:  # a generated piece may not convert; the ABC is still saved
+        log.debug("no MusicXML: %s", err)
+        return None
+
+
 def best_and_worst(samples: dict[str, dict], scores: list[dict], out_dir: Path, per_prompt: int = 1) -> list[Path]:
-    """Write the ``per_prompt`` best and worst scored samples of every prompt; returns the files written."""
+    """Write the ``per_prompt`` best and worst scored samples of every prompt, and the median one (the samples
+    the report lists), each as ABC, MusicXML and MIDI where it converts; returns the files written."""
     by_prompt: dict[str, list[dict]] = defaultdict(list)
     for s in scores:
         if not math.isnan(s["clamp_score"]):
@@ -45,11 +59,16 @@ def best_and_worst(samples: dict[str, dict], scores: list[dict], out_dir: Path, 
     for prompt, rows in sorted(by_prompt.items()):
         rows.sort(key=lambda r: (-r["clamp_score"], r["id"]))
         picks = [("best", r) for r in rows[:per_prompt]] + [("worst", r) for r in rows[::-1][:per_prompt]]
+        picks.append(("median", rows[len(rows) // 2]))
         for kind, r in picks:
             text = samples[r["id"]].get("interleaved") or ""
             stem = out_dir / f"{_slug(prompt)}.{kind}.{r['id']}"
             atomic.write_text(stem.with_suffix(".abc"), f"% {prompt}: CLaMP score {r['clamp_score']:.4f}\n{text}")
             written.append(stem.with_suffix(".abc"))
+            xml = abc_to_musicxml(text) if text else None
+            if xml:
+                atomic.write_bytes(stem.with_suffix(".musicxml"), xml)
+                written.append(stem.with_suffix(".musicxml"))
             midi = abc_to_midi(text) if text else None
             if midi:
                 atomic.write_bytes(stem.with_suffix(".mid"), midi)

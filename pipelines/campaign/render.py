@@ -1,10 +1,11 @@
-"""A piece as people take it in: engraved as sheet music (SVG) and rendered to sound (WAV), offline.
+"""A piece as people take it in: engraved as sheet music (SVG), rendered to sound, and as files to take away
+(ABC, MusicXML, MIDI), offline.
 
 Engraving goes interleaved ABC → standard ABC → MusicXML (abc2xml, as everywhere in clampdpo) → verovio's SVG,
-whose glyphs are drawn as paths inside the SVG (no font or network at view time). Sound is synthesised here
-from the music21 score's notes (a soft additive tone with a short decay per note, all parts mixed), 8 kHz
-8-bit mono: small enough to embed many previews in one page, and no soundfont to fetch. A piece that does
-not convert says why instead.
+whose glyphs are drawn as paths inside the SVG (no font or network at view time). Sound is the MIDI with the
+prompt's instruments rendered by FluidSynth and a General MIDI SoundFont, as Ogg Vorbis (sound.py); where
+none is installed, it is synthesised here from the score's notes (a soft additive tone per note, 8 kHz 8-bit
+mono WAV), and the page says which. A piece that does not convert says why instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RENDER_VERSION = 2  # part of the report's render cache key: bump when what a piece renders to changes
+RENDER_VERSION = 3  # part of the report's render cache key: bump when what a piece renders to changes
 SAMPLE_RATE = 8000
 SECONDS = 20.0  # previews are cut here
 TEMPO_QPM = 110.0  # quarter notes per minute when the score names no tempo
@@ -25,8 +26,12 @@ TEMPO_QPM = 110.0  # quarter notes per minute when the score names no tempo
 @dataclass
 class Rendered:
     svg: str | None
-    wav: bytes | None
+    wav: bytes | None  # the sound (Ogg Vorbis with a SoundFont, else WAV: ``mime`` says which)
     error: str = ""
+    mime: str = "audio/wav"
+    sound: str = ""  # how it was made: 'soundfont <file>' or 'simple synthesis (no SoundFont installed)'
+    musicxml: bytes | None = None
+    midi: bytes | None = None
 
 
 def _musicxml(interleaved: str) -> bytes:
@@ -93,9 +98,10 @@ def synthesise(score: object, seconds: float = SECONDS) -> bytes:
     return buf.getvalue()
 
 
-def render(interleaved: str | None) -> Rendered:
-    """Engraving and sound of a piece, or the reason it has neither."""
+def render(interleaved: str | None, prompt: str = "") -> Rendered:
+    """Engraving, sound and files of a piece (its instruments from the ``prompt``), or the reason it has none."""
     from base.abc.score import parse_musicxml
+    from pipelines.campaign.sound import midi, render_ogg, soundfont
 
     if not interleaved:
         return Rendered(None, None, "no interleaved form (the sample could not be made CLaMP-ready)")
@@ -112,8 +118,19 @@ def render(interleaved: str | None) -> Rendered:
     if svg is not None and 'class="note"' not in svg:
         # Empty staves and a silent clip read as a rendering bug; say what the piece is instead.
         return Rendered(None, None, "nothing to engrave or play: the piece has no notes, only rests")
+    mid = None
+    mime, sound = (
+        "audio/wav",
+        "simple synthesis (no SoundFont installed: apt-get install fluidsynth fluid-soundfont-gm)",
+    )
     try:
-        wav = synthesise(parse_musicxml(xml))
+        score = parse_musicxml(xml)
+        mid = midi(score, prompt)
+        sf2 = soundfont()
+        if sf2 is not None:
+            wav, mime, sound = render_ogg(mid, sf2), "audio/ogg", f"SoundFont {sf2.name}"
+        else:
+            wav = synthesise(score)
     except Exception as err:
         errors.append(f"cannot play: {type(err).__name__}: {err}")
-    return Rendered(svg, wav, "; ".join(errors))
+    return Rendered(svg, wav, "; ".join(errors), mime, sound, xml, mid)

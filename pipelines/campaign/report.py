@@ -16,6 +16,7 @@ import html
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ border:1px dashed #d66;padding:10px;font-size:12px;color:#900}table.cfg td,table
 padding:3px 6px;font-size:12px;vertical-align:top}details summary{cursor:pointer}
 table.numbers{border-collapse:collapse}table.numbers td,table.numbers th{border:1px solid #ddd;padding:3px 8px;
 font-size:12px;text-align:right}
+.sound,.files{font-size:11px;color:#555;margin-top:2px}
 """
 # Marks each player once its sound is loaded (a test reads the marks): the page needs nothing from the web.
 SCRIPT = """
@@ -63,25 +65,62 @@ class Renders:
     def __init__(self, cache: Path | None):
         self.cache = cache
 
-    def __call__(self, interleaved: str | None) -> dict[str, Any]:
+    def __call__(self, interleaved: str | None, prompt: str = "") -> dict[str, Any]:
         from pipelines.campaign.render import RENDER_VERSION, render
+        from pipelines.campaign.sound import programs, soundfont
 
-        key = hashlib.sha256(f"{RENDER_VERSION}\n{interleaved or ''}".encode()).hexdigest()[:24]
+        sound = f"{soundfont()}:{programs(prompt, 8)}"  # the instruments and the SoundFont change the sound
+        key = hashlib.sha256(f"{RENDER_VERSION}\n{sound}\n{interleaved or ''}".encode()).hexdigest()[:24]
         f = self.cache / f"{key}.json" if self.cache else None
         if f is not None and f.is_file():
             try:
                 return json.loads(f.read_text())
             except ValueError:
                 pass  # a damaged entry is rendered again
-        r = render(interleaved)
-        out = {"svg": r.svg, "wav": base64.b64encode(r.wav).decode() if r.wav else None, "error": r.error}
+        r = render(interleaved, prompt)
+        b64 = lambda b: base64.b64encode(b).decode() if b else None  # noqa: E731
+        out = {
+            "svg": r.svg,
+            "wav": b64(r.wav),
+            "error": r.error,
+            "mime": r.mime,
+            "sound": r.sound,
+            "musicxml": b64(r.musicxml),
+            "midi": b64(r.midi),
+        }
         if f is not None:
             atomic.write_json(f, out)
         return out
 
 
+def _standard_abc(interleaved: str) -> str:
+    """The piece as standard ABC (one block per voice), what ABC programs and music21 read; '' if it has none."""
+    from base.abc.interleave import deinterleave
+
+    try:
+        return "X:1\n" + "".join(deinterleave(interleaved.splitlines(keepends=True))) if interleaved else ""
+    except Exception:  # a sample whose voices cannot be told apart: no ABC to offer, the others still are
+        return ""
+
+
+def _downloads(row: dict, sample: dict, r: dict) -> str:
+    """The piece as files to open elsewhere (MuseScore, a player): its ABC, MusicXML and MIDI."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", str(row.get("id") or sample.get("id") or "piece"))
+    links = []
+    abc = _standard_abc(sample.get("interleaved") or "")
+    if abc:
+        data = base64.b64encode(abc.encode()).decode()
+        links.append(f'<a download="{stem}.abc" href="data:text/vnd.abc;base64,{data}">ABC</a>')
+    if r.get("musicxml"):
+        mime = "application/vnd.recordare.musicxml+xml"
+        links.append(f'<a download="{stem}.musicxml" href="data:{mime};base64,{r["musicxml"]}">MusicXML</a>')
+    if r.get("midi"):
+        links.append(f'<a download="{stem}.mid" href="data:audio/midi;base64,{r["midi"]}">MIDI</a>')
+    return f'<div class="files">download: {" · ".join(links)}</div>' if links else ""
+
+
 def _piece_html(label: str, row: dict, sample: dict, renders: Renders) -> str:
-    r = renders(sample.get("interleaved"))
+    r = renders(sample.get("interleaved"), str(sample.get("prompt") or row.get("prompt") or ""))
     head = (
         f'<div class="head"><b>{_esc(label)}</b> · {_esc(row.get("id", ""))} · CLaMP '
         f"{row.get('clamp_score', math.nan):.3f} · judge {row.get('judge_score', math.nan):.3f} · "
@@ -93,9 +132,12 @@ def _piece_html(label: str, row: dict, sample: dict, renders: Renders) -> str:
     else:
         body = f'<div class="placeholder">no engraving: {_esc(r["error"])}</div>'
     if r["wav"]:
-        body += f'<audio controls preload="auto" src="data:audio/wav;base64,{r["wav"]}"></audio>'
+        mime = r.get("mime", "audio/wav")
+        body += f'<audio controls preload="auto" src="data:{mime};base64,{r["wav"]}"></audio>'
+        body += f'<div class="sound">sound: {_esc(r.get("sound") or "simple synthesis")}</div>'
     elif r["svg"]:
         body += f'<div class="placeholder">no sound: {_esc(r["error"])}</div>'
+    body += _downloads(row, sample, r)
     return f'<div class="piece">{head}{body}</div>'
 
 

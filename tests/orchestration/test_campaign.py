@@ -252,6 +252,45 @@ def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tm
     durations = [float(d) for d in re.findall(r'data-duration="([0-9.]+)"', page.dom)]
     assert len(durations) == page.dom.count("<audio") == engraved and all(d > 0 for d in durations)
     assert page.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _sound_and_downloads(text)
+
+
+def _sound_and_downloads(page: str) -> None:
+    """Every player's sound decodes to a sane loudness (ITU-R BS.1770, pyloudnorm), rendered with the SoundFont
+    where one is installed; every download link gives a file music21 reads back."""
+    import base64
+    import io
+
+    import music21
+    import pyloudnorm
+    import soundfile
+
+    from pipelines.campaign.sound import soundfont
+
+    sounds = re.findall(r'<audio[^>]*src="data:(audio/[a-z]+);base64,([^"]+)"', page)
+    assert sounds and {mime for mime, _ in sounds} == ({"audio/ogg"} if soundfont() else {"audio/wav"})
+    for _, data in sounds:
+        audio, rate = soundfile.read(io.BytesIO(base64.b64decode(data)))
+        assert rate >= (22050 if soundfont() else 8000) and len(audio) / rate > 0.5
+        if soundfont():
+            assert audio.ndim == 2 and audio.shape[1] == 2  # stereo
+            loudness = pyloudnorm.Meter(rate).integrated_loudness(audio)
+            assert -45 < loudness < -5, loudness  # neither silent nor clipping
+    assert ("sound: SoundFont" in page) == bool(soundfont())
+    links = re.findall(r'<a download="([^"]+)" href="data:[^;]+;base64,([^"]+)"', page)
+    kinds = {name.rsplit(".", 1)[1] for name, _ in links}
+    assert kinds == {"abc", "musicxml", "mid"}
+    for name, data in links:
+        raw = base64.b64decode(data)
+        if name.endswith(".abc"):  # standard ABC, read as notation programs read it (abc2xml, then music21)
+            from base.abc.convert import abc_to_musicxml
+
+            xml = abc_to_musicxml(raw.decode())
+            assert music21.converter.parseData(xml, format="musicxml").recurse().notes
+        else:
+            assert (
+                music21.converter.parseData(raw, format="midi" if name.endswith(".mid") else "musicxml").recurse().notes
+            )
 
 
 def test_another_seed_takes_the_trained_parts_from_a_relative_cache(smoke):
