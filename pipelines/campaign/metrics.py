@@ -345,6 +345,7 @@ def _missing(value: float | None) -> bool:
 
 
 METRE_DRIFT = 0.05  # the growth of JS M beyond which the metres count as drifting from the real pieces' mix
+METRE_COLLAPSE = 0.15  # ... and beyond which they collapse onto the reward's favourite
 
 
 def verdict(rows: list[dict[str, float]], group: str = "train", details: dict[str, Any] | None = None) -> str:
@@ -376,7 +377,8 @@ def verdict(rows: list[dict[str, float]], group: str = "train", details: dict[st
     if drift > METRE_DRIFT:
         top = ((details or {}).get("top_metre") or {}).get(group)
         toward = f" toward {top}" if top else ""
-        problems.append(f"metres collapsing{toward} (JS M {g('js/meter', first):.2f} → {g('js/meter'):.2f})")
+        how = "collapsing" if drift > METRE_COLLAPSE else "drifting"
+        problems.append(f"metres {how}{toward} (JS M {g('js/meter', first):.2f} → {g('js/meter'):.2f})")
     if clamp_low > 0:
         if problems:
             return f"{reward} but {', '.join(problems)}: the reward is being gamed, the music did not improve"

@@ -308,6 +308,8 @@ def test_the_verdict_says_the_music_improved_only_when_what_is_not_the_reward_ag
     }
     fell = verdict(_verdict_rows(up, (0.04, 0.01, 0.07), (0.20, 0.21), falling=1), details=details)
     assert "fidelity falling for American (0.57 → 0.19)" in fell and "Scottish" not in fell and "gamed" in fell
+    drifting = verdict(_verdict_rows(up, (0.04, 0.01, 0.07), (0.08, 0.17)), details={"top_metre": {"train": "6/8"}})
+    assert "metres drifting toward 6/8 (JS M 0.08 → 0.17)" in drifting and "improved" not in drifting
     flat = verdict(_verdict_rows(up, (0.01, -0.02, 0.04), (0.20, 0.21)))
     assert "do not confirm it" in flat and "improved" not in flat
     none = verdict(_verdict_rows((0.02, -0.05, 0.09), (0.04, 0.01, 0.07), (0.20, 0.21)))
