@@ -448,21 +448,24 @@ def open_page(path: Path | str, screenshot: Path, width: int = 1400, height: int
         flags = [
             "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-quic", f"--user-data-dir={profile}",
-            "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             "--enable-logging=stderr", "--v=0", f"--virtual-time-budget={wait_ms}",
             "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}",
         ]  # fmt: skip
         env = {**os.environ, "HOME": profile}
         url = path if isinstance(path, str) else path.resolve().as_uri()
+        # a file opens with no network at all; a page served here keeps the machine's loopback, and nothing else
+        # (every other host resolves nowhere, every proxied request goes to a closed port)
+        offline = _offline_prefix() if not isinstance(path, str) else []
         dom = subprocess.run(
-            _offline_prefix() + [CHROMIUM, *flags, "--dump-dom", url],
+            offline + [CHROMIUM, *flags, "--dump-dom", url],
             capture_output=True,
             text=True,
             timeout=300,
             env=env,
         )
         shot = subprocess.run(
-            _offline_prefix() + [CHROMIUM, *flags, f"--screenshot={screenshot}", url],
+            offline + [CHROMIUM, *flags, f"--screenshot={screenshot}", url],
             capture_output=True,
             text=True,
             timeout=300,

@@ -133,6 +133,7 @@ def _ui(args: argparse.Namespace) -> int:
     import os
     import signal
     import subprocess
+    import time
 
     from mlflow.tracking import MlflowClient
 
@@ -167,27 +168,36 @@ def _ui(args: argparse.Namespace) -> int:
     # its own process group: the server's job runner and workers are stopped with it, however this is stopped
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
 
+    stopping: list[float] = []
+
     def stop(signum: int, _frame: object) -> None:
+        stopping.append(time.monotonic())
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)
     for e in experiments:
-        log.info("%s: http://127.0.0.1:%d/#/experiments/%s/runs", e.name, args.port, e.experiment_id)
+        log.info(
+            "%s: http://127.0.0.1:%d/#/experiments/%s/runs?workflowType=machine_learning",
+            e.name,
+            args.port,
+            e.experiment_id,
+        )
     log.info("MLflow UI on http://127.0.0.1:%d (Ctrl-C, SIGTERM or SIGHUP stops it)", args.port)
     if (folder / "report.html").is_file():
         log.info("the campaign's report (engraved and playable samples): %s", (folder / "report.html").as_uri())
     try:
-        code = server.wait()
+        while server.poll() is None:
+            # MLflow's job runner takes its time to wind down: a group still there 15 s after the stop is killed
+            if stopping and time.monotonic() - stopping[0] > 15:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
+            time.sleep(0.2)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
+            os.killpg(server.pid, signal.SIGTERM if not stopping else signal.SIGKILL)
+    code = server.returncode
     return 0 if code in (0, -signal.SIGTERM) else code
 
 

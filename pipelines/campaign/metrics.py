@@ -386,7 +386,8 @@ def verdict(rows: list[dict[str, float]], group: str = "train", details: dict[st
             return f"the music improved: {reward}, {music}, fidelity held, metres held"
         return f"{reward}, but {music}: the music statistics do not confirm it (not an improvement yet)"
     trend = "fell" if clamp_high < 0 else "did not rise"
-    return f"no improvement: the reward {trend} ({reward} [{clamp_low:+.2f}, {clamp_high:+.2f}]); {', '.join(problems or [music])}"
+    what = ", ".join(problems or [music])
+    return f"no improvement: the reward {trend} ({reward} [{clamp_low:+.2f}, {clamp_high:+.2f}]); {what}"
 
 
 def _fall(prompt: str, view: dict[str, float]) -> str:

@@ -210,13 +210,11 @@ def test_ui_opens_on_the_campaign_runs_and_sigterm_stops_the_whole_server(smoke,
         servers = _server_pids(port)
         group = {p for pid in servers for p in [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]}
         assert servers and len(group) >= 2  # the server and its workers
-        if CHROMIUM:  # the runs page the command names: parent run and round runs on the first page
-            page = open_page(
-                f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs",
-                tmp_path / "ui.png",
-                wait_ms=20000,
-            )
-            assert "round-01" in page.dom and "campaign-smoke" in page.dom, page.dom[-2000:]
+        if CHROMIUM:  # the runs page the command names, in the model-training view: the campaign's parent run
+            url = f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs?workflowType=machine_learning"
+            page = open_page(url, tmp_path / "ui.png", wait_ms=20000)
+            # the parent run, its children (sft, evaluator, judge, round-00, round-01) nested under it
+            assert "campaign-smoke" in page.dom and re.search(r"<strong>6</strong> matching runs", page.dom)
     finally:
         proc.send_signal(signal.SIGTERM)  # to the command only, as a job manager sends it
         proc.wait(timeout=60)
@@ -224,7 +222,9 @@ def test_ui_opens_on_the_campaign_runs_and_sigterm_stops_the_whole_server(smoke,
     assert not [p for p in group if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
-    assert f"#/experiments/{experiment['experiment_id']}/runs" in (proc.stderr.read() if proc.stderr else "")
+    assert f"#/experiments/{experiment['experiment_id']}/runs?workflowType=machine_learning" in (
+        proc.stderr.read() if proc.stderr else ""
+    )
 
 
 def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tmp_path):

@@ -314,8 +314,8 @@ def test_the_verdict_says_the_music_improved_only_when_what_is_not_the_reward_ag
     assert "do not confirm it" in flat and "improved" not in flat
     none = verdict(_verdict_rows((0.02, -0.05, 0.09), (0.04, 0.01, 0.07), (0.20, 0.21)))
     assert (
-        none
-        == "no improvement: the reward did not rise (CLaMP +0.02 [-0.05, +0.09]); music statistics +0.040 [+0.010, +0.070]"
+        none == "no improvement: the reward did not rise (CLaMP +0.02 [-0.05, +0.09]); "
+        "music statistics +0.040 [+0.010, +0.070]"
     )
     worse = verdict(_verdict_rows((0.02, -0.05, 0.09), (-0.07, -0.1, -0.04), (0.20, 0.21)))
     assert worse.count("music statistics") == 1 and "further from the real pieces" in worse
