@@ -88,3 +88,17 @@ def test_json_for_people_and_parsers_is_strict():
     text = atomic.dumps_strict({"mean": math.nan, "rows": [1.0, math.inf, {"x": -math.inf}], "n": 3})
     assert json.loads(text) == {"mean": None, "rows": [1.0, None, {"x": None}], "n": 3}
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_a_failure_inside_a_ray_worker_is_named_as_such_never_bad_input():
+    # Ray re-raises a worker's ValueError as a RayTaskError that is also a ValueError: it was not the user's input
+    from ray.exceptions import RayTaskError
+
+    from clampdpo.main import classify
+
+    err = RayTaskError(
+        "DPOWorker.train_round", "Traceback ...", ValueError("pyarrow: file changed")
+    ).as_instanceof_cause()
+    assert isinstance(err, ValueError)
+    assert classify(err) == (1, "failed in a Ray worker")
+    assert classify(ValueError("x")) == (1, "bad input")
