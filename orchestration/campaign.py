@@ -31,7 +31,7 @@ from orchestration.config import ProjectConfig, campaign_config
 from orchestration.work_units import run_units
 from pipelines.campaign import identity, plan
 from pipelines.campaign.compare import load_rounds
-from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
+from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout, round_name, stage_name
 from pipelines.campaign.state import Markers, all_stages
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,13 @@ class Campaign:
             self.prompts = plan.Prompts.from_dict(json.loads(self.layout.prompts_file.read_text()))
             ensure_ray(self.project.cluster.ray_address)
             self.stage("real", self.score_real)
-            self.stage("round-00/eval", self.evaluate, 0)
+            self.stage(stage_name(0, "eval"), self.evaluate, 0)
             for k in range(1, self.cfg.rounds + 1):
-                r = f"round-{k:02d}"
-                self.stage(f"{r}/sample", self.sample_candidates, k)
-                self.stage(f"{r}/score", self.score_candidates, k)
-                self.stage(f"{r}/pairs", self.make_pairs, k)
-                self.stage(f"{r}/dpo", self.train_dpo, k)
-                self.stage(f"{r}/eval", self.evaluate, k)
+                self.stage(stage_name(k, "sample"), self.sample_candidates, k)
+                self.stage(stage_name(k, "score"), self.score_candidates, k)
+                self.stage(stage_name(k, "pairs"), self.make_pairs, k)
+                self.stage(stage_name(k, "dpo"), self.train_dpo, k)
+                self.stage(stage_name(k, "eval"), self.evaluate, k)
             status = "FINISHED"
         finally:
             self._stop_pools()
@@ -329,7 +328,7 @@ class Campaign:
         from orchestration.weights import ObjectStoreChannel
 
         out = self.layout.dpo(k)
-        pairs = (self.markers.done(f"round-{k:02d}/pairs") or {}).get("pairs/count", 0)
+        pairs = (self.markers.done(stage_name(k, "pairs")) or {}).get("pairs/count", 0)
         if not pairs:  # nothing to learn from: the policy carries over unchanged
             log.warning("round %d: no pairs (every candidate excluded?); the policy is carried over", k)
 
@@ -495,8 +494,8 @@ class Campaign:
             metrics.update(
                 training_metrics(
                     atomic.read_jsonl(self.layout.scores(k) / SCORES_FILE),
-                    self.markers.done(f"round-{k:02d}/pairs") or {},
-                    self.markers.done(f"round-{k:02d}/dpo") or {},
+                    self.markers.done(stage_name(k, "pairs")) or {},
+                    self.markers.done(stage_name(k, "dpo")) or {},
                 )
             )
         atomic.write_json(
@@ -693,7 +692,7 @@ class Campaign:
         f = self.layout.run_file(k)
         if f.is_file():
             return json.loads(f.read_text())["run_id"]
-        run_id = self.tracker.start_child(self.parent, f"round-{k:02d}", {"clampdpo.round": str(k)})
+        run_id = self.tracker.start_child(self.parent, round_name(k), {"clampdpo.round": str(k)})
         atomic.write_json(f, {"run_id": run_id})
         return run_id
 

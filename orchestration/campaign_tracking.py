@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from base.tracking import flatten, use_experiment
+from pipelines.campaign.layout import round_name
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class CampaignTracker:
         version = self.client.create_model_version(
             self.registry_name, source, run_id=run_id, tags={"round": str(round_)}
         )
-        self.client.set_registered_model_alias(self.registry_name, f"round-{round_:02d}", version.version)
+        self.client.set_registered_model_alias(self.registry_name, round_name(round_), version.version)
         return version.version
 
     def set_best(self, version: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from base import atomic
 from pipelines.campaign.artifacts import write_png
+from pipelines.campaign.layout import Layout
 from pipelines.campaign.metrics import format_table, summary
 
 PLOTTED = [
@@ -27,7 +28,8 @@ def read_rounds(campaign_dir: str | Path) -> tuple[list[dict[str, float]], list[
     if not (folder / "campaign.json").is_file():
         raise FileNotFoundError(f"{folder}: not a campaign folder (no campaign.json)")
     rows, unreadable = [], []
-    for f in sorted(folder.glob("round-*/metrics.json")):
+    layout = Layout(folder)
+    for f in (layout.metrics(k) for k in layout.rounds() if layout.metrics(k).is_file()):
         try:
             row = json.loads(f.read_text(encoding="utf-8"))["metrics"]
             float(row["round"])
@@ -54,7 +56,8 @@ def last_round_details(campaign_dir: str | Path) -> dict[str, Any]:
     folder = Path(campaign_dir)
     out: dict[str, Any] = {}
     try:
-        last = sorted(folder.glob("round-*/metrics.json"))[-1]
+        layout = Layout(folder)
+        last = [layout.metrics(k) for k in layout.rounds() if layout.metrics(k).is_file()][-1]
         out["per_prompt_music"] = json.loads(last.read_text(encoding="utf-8")).get("per_prompt_music") or {}
         plan = json.loads((folder / "prompts.json").read_text(encoding="utf-8"))
         out["groups"] = {

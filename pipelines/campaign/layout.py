@@ -41,7 +41,12 @@ class Layout:
         return self.root / ("sft" if section == "train" else section)
 
     def round_dir(self, k: int) -> Path:
-        return self.root / f"round-{k:02d}"
+        return self.root / round_name(k)
+
+    def rounds(self) -> list[int]:
+        """The rounds that have a folder here, in numeric order (a name sort puts round-100 before round-11)."""
+        found = (round_of(d.name) for d in self.root.glob("round-*") if d.is_dir())
+        return sorted(k for k in found if k is not None)
 
     def samples(self, k: int) -> Path:
         """Folder of round k's candidates (``units/`` and the merged ``samples.jsonl``)."""
@@ -91,9 +96,9 @@ class Layout:
         were made from inputs that will change (set-up stages overwrite theirs, or live in the shared cache)."""
         if stage == "real":
             return [self.real]
-        if not stage.startswith("round-"):
+        k, step = parse_stage(stage)
+        if k is None:
             return []
-        k, step = int(stage[6:8]), stage.split("/", 1)[1]
         return {
             "sample": [self.samples(k)],
             "score": [self.scores(k)],
@@ -105,6 +110,38 @@ class Layout:
     def run_file(self, k: int) -> Path:
         """The id of round k's MLflow child run."""
         return self.round_dir(k) / "run.json"
+
+
+ROUND_STEPS = ("sample", "score", "pairs", "dpo", "eval")
+
+
+def round_name(k: int) -> str:
+    """``round-07``; rounds past 99 keep every digit (``round-100``)."""
+    return f"round-{k:02d}"
+
+
+def round_of(name: str) -> int | None:
+    """The round a folder or stage prefix names (``round-07`` -> 7, ``round-100`` -> 100); None otherwise."""
+    head, sep, digits = name.partition("-")
+    if head != "round" or not sep or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(digits)
+
+
+def stage_name(k: int, step: str) -> str:
+    """The one spelling of a round stage's name: ``round-03/pairs``."""
+    if step not in ROUND_STEPS:
+        raise ValueError(f"unknown round step {step!r} (one of {', '.join(ROUND_STEPS)})")
+    return f"{round_name(k)}/{step}"
+
+
+def parse_stage(stage: str) -> tuple[int | None, str]:
+    """(round, step) of a round stage; (None, stage) for a set-up stage such as ``corpus`` or ``real``."""
+    head, sep, step = stage.partition("/")
+    k = round_of(head)
+    if k is None or not sep or step not in ROUND_STEPS:
+        return None, stage
+    return k, step
 
 
 SAMPLES_FILE = "samples.jsonl"

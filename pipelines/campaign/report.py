@@ -25,7 +25,7 @@ from base import atomic
 from pipelines.campaign import charts
 from pipelines.campaign.compare import last_round_details, load_rounds
 from pipelines.campaign.identity import changed_sections, read_state
-from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
+from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout, stage_name
 from pipelines.campaign.metrics import GROUPS, format_table, summary
 from pipelines.campaign.state import Markers
 
@@ -159,7 +159,8 @@ def _unscored_html(prompt: str, rows: list[dict], samples: dict[str, dict], show
 
 
 def _rounds_of(root: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in root.glob("round-*") if (p / "metrics.json").is_file())
+    layout = Layout(root)
+    return [k for k in layout.rounds() if layout.metrics(k).is_file()]
 
 
 def _series(rows: list[dict], key: str, name: str) -> dict:
@@ -287,7 +288,7 @@ def _music_tables(root: Path, rows: list[dict]) -> str:
     checks = []
     for r in rows:
         k = int(r["round"])
-        marker = Markers(root).done(f"round-{k:02d}/pairs") or {}
+        marker = Markers(root).done(stage_name(k, "pairs")) or {}
         for prompt, c in sorted((marker.get("pair_checks") or {}).items()):
             row_cells = "".join(f"<td>{_esc(_fmt(c.get(key), key == 'direction'))}</td>" for _, key in PAIR_COLUMNS)
             dropped = " (dropped)" if prompt in (marker.get("dropped_prompts") or []) else ""

@@ -215,11 +215,7 @@ def candidate_rounds(root: Path) -> list[int]:
     """The rounds of a campaign folder whose candidates are scored."""
     layout = Layout(root)
     rounds = []
-    for d in sorted(root.glob("round-*")):
-        try:
-            k = int(d.name.split("-", 1)[1])
-        except ValueError:
-            continue
+    for k in layout.rounds():
         if (layout.scores(k) / SCORES_FILE).is_file() and (layout.samples(k) / SAMPLES_FILE).is_file():
             rounds.append(k)
     return rounds

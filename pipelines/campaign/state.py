@@ -17,6 +17,7 @@ from typing import Any
 
 from base import atomic
 from base.atomic import file_sha256
+from pipelines.campaign.layout import ROUND_STEPS, stage_name
 
 # Files above this size are checked by size only: hashing a multi-GB checkpoint on every `status` costs more
 # than the damage it would find (a cut-short file changes its size).
@@ -123,9 +124,8 @@ class Markers:
 def round_stages(round_: int) -> list[str]:
     """The stages of round k in order (round 0 only evaluates the starting policy)."""
     if round_ == 0:
-        return ["round-00/eval"]
-    r = f"round-{round_:02d}"
-    return [f"{r}/sample", f"{r}/score", f"{r}/pairs", f"{r}/dpo", f"{r}/eval"]
+        return [stage_name(0, "eval")]
+    return [stage_name(round_, step) for step in ROUND_STEPS]
 
 
 SETUP_STAGES = ["corpus", "policy", "evaluator", "judge", "prompts", "real"]

@@ -1,0 +1,55 @@
+"""Stage names are records, not strings read by position: rounds past 99 are named, parsed and cleared right."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.campaign.compare import last_round_details, load_rounds
+from pipelines.campaign.layout import Layout, parse_stage, round_name, round_of, stage_name
+from pipelines.campaign.state import Markers, all_stages, round_stages
+
+
+@pytest.mark.parametrize("k", [0, 1, 9, 10, 99, 100, 101, 999, 1000])
+def test_a_stage_name_parses_back_to_its_round_and_step(k):
+    for step in ("sample", "score", "pairs", "dpo", "eval"):
+        assert parse_stage(stage_name(k, step)) == (k, step)
+    assert round_of(round_name(k)) == k
+
+
+def test_set_up_stages_and_foreign_names_are_not_rounds():
+    for name in ("corpus", "real", "round-", "round-x1/eval", "round-٣/eval", "round-01/train", "rounds-01/eval"):
+        assert parse_stage(name)[0] is None, name
+    with pytest.raises(ValueError, match="unknown round step"):
+        stage_name(3, "train")
+    assert round_stages(100) == [f"round-100/{s}" for s in ("sample", "score", "pairs", "dpo", "eval")]
+    assert all_stages(100)[-1] == "round-100/eval"
+
+
+def test_redoing_round_100_clears_round_100_and_not_round_10(tmp_path):
+    layout = Layout(tmp_path)
+    for k in (10, 100):
+        layout.pairs(k).parent.mkdir(parents=True)
+        layout.pairs(k).write_text("{}\n")
+    assert layout.made_here("round-100/pairs") == [tmp_path / "round-100" / "pairs.jsonl"]
+    assert layout.made_here("round-10/pairs") == [tmp_path / "round-10" / "pairs.jsonl"]
+    assert layout.made_here("real") == [layout.real]
+    assert layout.made_here("corpus") == []
+
+
+def test_rounds_come_in_numeric_order_and_the_last_is_the_highest(tmp_path):
+    (tmp_path / "campaign.json").write_text("{}")
+    (tmp_path / "prompts.json").write_text(json.dumps({"train": [], "heldout": []}))
+    (tmp_path / "round-notes").mkdir()  # not a round: ignored
+    layout = Layout(tmp_path)
+    for k in (0, 9, 11, 99, 100):
+        layout.metrics(k).parent.mkdir(parents=True)
+        rows = {"round": k}
+        layout.metrics(k).write_text(json.dumps({"metrics": rows, "per_prompt_music": {"p": {"round": k}}}))
+    assert layout.rounds() == [0, 9, 11, 99, 100]
+    assert [r["round"] for r in load_rounds(tmp_path)] == [0, 9, 11, 99, 100]
+    assert last_round_details(tmp_path)["per_prompt_music"] == {"p": {"round": 100}}
+    markers = Markers(tmp_path)
+    markers.mark(stage_name(100, "eval"))
+    assert markers.done("round-100/eval") and not markers.done("round-10/eval")
