@@ -19,8 +19,6 @@ Two views of the same computation:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -301,19 +299,6 @@ class NotaGenForCausalLM(NotaGenPreTrainedModel, GenerationMixin):
     ) -> dict:
         # generate() recomputes the whole prefix each step; models.sampling is the fast, cached sampler
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-@dataclass
-class ModelSummary:
-    parameters: int
-    patch_parameters: int
-    char_parameters: int
-
-
-def summarize(model: NotaGenForCausalLM) -> ModelSummary:
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    patch = count(model.model.patch_decoder) + count(model.model.patch_embedding)
-    return ModelSummary(count(model), patch, count(model.model.char_decoder))
 
 
 AutoConfig.register("notagen", NotaGenConfig)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from base import atomic
 from base.typed_config import ConfigError, to_dict
@@ -33,6 +33,9 @@ from pipelines.campaign import identity, plan
 from pipelines.campaign.compare import load_rounds
 from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout, round_name, stage_name
 from pipelines.campaign.state import Markers, all_stages
+
+if TYPE_CHECKING:
+    from orchestration.weights import WeightChannel
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,9 @@ class Campaign:
         self._trainer: Any = None  # the trainer group, kept from the first DPO stage to the campaign's end
         self._reserved: dict[str, Any] = {}  # each role's reservation, decided once for all roles together
         self._weights: tuple[int, Any] | None = None  # the newest published policy: (version, channel handle)
-        self._channel: Any = None  # how published weights reach the samplers (decided at the first publish)
+        self._channel: WeightChannel | None = (
+            None  # how published weights reach the samplers (decided at the first publish)
+        )
         self.rebuild = rebuild  # train the set-up stages again instead of taking them from campaign.cache_dir
 
     def _identity(self, config: dict[str, Any], config_name: str) -> dict[str, Any]:
@@ -360,7 +365,7 @@ class Campaign:
         info.update(getattr(channel, "last", {}))  # a push's transport and seconds
         return {**info, "trainer/restarts": restarts, "trainer/start_seconds": started}
 
-    def _weight_channel(self) -> Any:
+    def _weight_channel(self) -> WeightChannel:
         """``campaign.weight_channel``: the object store, or a push from the trainer into the samplers (auto:
         where both hold GPUs, the host round-trip it saves is worth a group of their own)."""
         if self._channel is None:

@@ -35,7 +35,6 @@ import torch
 from orchestration.weights import expect_version
 
 BUCKET_BYTES = 256 * 2**20  # per message; bounds the extra memory of the flat copies on both sides
-TRANSPORTS = ("nccl", "ipc", "gloo")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,53 @@ def pytest_collection_modifyitems(items: list) -> None:
     items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(SLOW_FIRST)))
 
 
+# ---------------------------------------------------------------------------- DPO pairs on a tiny policy
+
+DPO_PROMPT = "%Folk\n%Traditional, Irish\n%Solo melody\n"
+DPO_GOOD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/1][V:1]DFA dfa|gfe d3|\n[r:1/0][V:1]AFD DFA|d3 d3|]\n"
+DPO_BAD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/0][V:1]zzz zzz|^c^c^c =c=c=c|\n"
+
+
+def tiny_policy(seed: int = 0):
+    """A one-layer NotaGen small enough to train a DPO step in a test."""
+    import torch
+
+    from models.notagen import NotaGenConfig, NotaGenForCausalLM
+
+    torch.manual_seed(seed)
+    return NotaGenForCausalLM(
+        NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64, patch_length=64, dropout=0.0)
+    )
+
+
+def write_round_pairs(path: Path, k: int, n: int = 8) -> str:
+    """Round k's pair file: n copies of the good piece chosen over the bad one."""
+    from pipelines.dpo.dataset import PairRecord, write_pairs
+
+    pairs = [
+        PairRecord(k, "p", DPO_PROMPT, f"c{i}", f"r{i}", DPO_GOOD, DPO_BAD, 0.9, 0.1, i, 100 + i) for i in range(n)
+    ]
+    write_pairs(path, pairs, {"round": k})
+    return str(path)
+
+
+def patch_batch(texts: list[str], patch_length: int = 64):
+    """(patches, attention mask) of pieces in NotaGen's training form, padded to the longest."""
+    import torch
+
+    from models.patchilizer import Patchilizer
+
+    pz = Patchilizer(patch_length=patch_length)
+    encoded = [pz.encode_train(t) for t in texts]
+    length = max(map(len, encoded))
+    patches = torch.zeros(len(texts), length, 16, dtype=torch.long)
+    mask = torch.zeros(len(texts), length, dtype=torch.long)
+    for i, e in enumerate(encoded):
+        patches[i, : len(e)] = torch.tensor(e)
+        mask[i, : len(e)] = 1
+    return patches, mask
+
+
 # ---------------------------------------------------------------------------- pieces in NotaGen form
 
 # A two-voice chorale and a folk tune in NotaGen's training form (prompt lines, then interleaved bars).

@@ -122,8 +122,3 @@ def eval_samples(prompts: list[PromptSpec], round_: int, per_prompt: int, campai
         for i, p in enumerate(prompts)
         for j in range(per_prompt)
     ]
-
-
-def units(specs: list[SampleSpec], size: int) -> list[list[SampleSpec]]:
-    """Work units of ``size`` samples, in id order (the unit index names its file)."""
-    return [specs[i : i + size] for i in range(0, len(specs), size)]

@@ -12,8 +12,7 @@ from clampdpo.main import main
 from models.export_notagen import export_notagen, notagen_differences
 from models.import_notagen import import_notagen
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
-from tests.conftest import PIECE
-from tests.models.test_notagen import batch
+from tests.conftest import PIECE, patch_batch
 
 H, PATCH_LAYERS, CHAR_LAYERS, LENGTH = 64, 2, 1, 64
 
@@ -106,7 +105,7 @@ def test_import_export_import_is_exact_in_weights_and_log_probs(saved, tmp_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     reloaded = NotaGenForCausalLM.from_pretrained(back).eval()
     assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in model.state_dict().items())
-    patches, mask = batch([PIECE], patch_length=LENGTH)
+    patches, mask = patch_batch([PIECE], patch_length=LENGTH)
     with torch.no_grad():
         assert torch.equal(model.patch_log_probs(patches, mask), reloaded.patch_log_probs(patches, mask))
 

@@ -9,8 +9,8 @@ from trl.trainer.utils import add_fused_lm_head
 
 from models.import_notagen import CheckpointError, convert_state_dict, import_notagen, read_state_dict
 from models.notagen import SIZES, NotaGenConfig, NotaGenForCausalLM, completion_labels
-from models.patchilizer import PAD_ID, Patchilizer
-from tests.conftest import FOLK, PIECE, notagen_layout
+from models.patchilizer import PAD_ID
+from tests.conftest import FOLK, PIECE, notagen_layout, patch_batch
 
 
 def tiny_config(**kw) -> NotaGenConfig:
@@ -25,16 +25,7 @@ def model() -> NotaGenForCausalLM:
     return NotaGenForCausalLM(tiny_config()).eval()
 
 
-def batch(texts: list[str], patch_length: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    pz = Patchilizer(patch_length=patch_length)
-    encoded = [pz.encode_train(t) for t in texts]
-    length = max(map(len, encoded))
-    patches = torch.zeros(len(texts), length, 16, dtype=torch.long)
-    mask = torch.zeros(len(texts), length, dtype=torch.long)
-    for i, e in enumerate(encoded):
-        patches[i, : len(e)] = torch.tensor(e)
-        mask[i, : len(e)] = 1
-    return patches, mask
+batch = patch_batch
 
 
 def reference_log_prob(patch_decoder, patch_embedding, char_lm, patches: torch.Tensor) -> float:

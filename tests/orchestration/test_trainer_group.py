@@ -17,14 +17,8 @@ from orchestration.ray_runtime import ensure_ray
 from orchestration.trainer_group import TrainerGroup
 from orchestration.weights import PolicyWeights
 from pipelines.dpo.config import DPORoundConfig
-from pipelines.dpo.dataset import PairRecord, write_pairs
-from tests.pipelines.dpo.test_trainer import BAD, GOOD, PROMPT, tiny_model
-
-
-def _pairs(path, k: int, n: int = 8) -> str:
-    pairs = [PairRecord(k, "p", PROMPT, f"c{i}", f"r{i}", GOOD, BAD, 0.9, 0.1, i, 100 + i) for i in range(n)]
-    write_pairs(path, pairs, {"round": k})
-    return str(path)
+from tests.conftest import tiny_policy as tiny_model
+from tests.conftest import write_round_pairs as _pairs
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from orchestration.weight_sync import BroadcastChannel
 from orchestration.weights import ObjectStoreChannel, PolicyWeights
 from pipelines.campaign.plan import PromptSpec, round_samples
 from pipelines.dpo.config import DPORoundConfig
-from tests.orchestration.test_trainer_group import _pairs
-from tests.pipelines.dpo.test_trainer import tiny_model
+from tests.conftest import tiny_policy as tiny_model
+from tests.conftest import write_round_pairs as _pairs
 
 SAMPLING = SamplingConfig(max_patches=16, batch_size=2)
 

@@ -8,23 +8,14 @@ import pytest
 import torch
 from datasets import Dataset
 
-from models.notagen import NotaGenConfig, NotaGenForCausalLM
 from models.patchilizer import PAD_ID
 from models.tokenizer import EOS_CHAR, NotaGenTokenizer
 from pipelines.dpo.config import DPORoundConfig
 from pipelines.dpo.loss import dpop_loss
 from pipelines.dpo.trainer import NotaGenDPOTrainer, PatchPreferenceCollator, training_args
+from tests.conftest import DPO_BAD, DPO_GOOD, DPO_PROMPT, tiny_policy
 
-PROMPT = "%Folk\n%Traditional, Irish\n%Solo melody\n"
-GOOD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/1][V:1]DFA dfa|gfe d3|\n[r:1/0][V:1]AFD DFA|d3 d3|]\n"
-BAD = "L:1/8\nM:6/8\nK:D\nV:1 treble\n[r:0/0][V:1]zzz zzz|^c^c^c =c=c=c|\n"
-
-
-def tiny_model(seed: int = 0) -> NotaGenForCausalLM:
-    torch.manual_seed(seed)
-    return NotaGenForCausalLM(
-        NotaGenConfig(patch_num_layers=1, char_num_layers=1, hidden_size=64, patch_length=64, dropout=0.0)
-    )
+PROMPT, GOOD, BAD, tiny_model = DPO_PROMPT, DPO_GOOD, DPO_BAD, tiny_policy
 
 
 def test_tokenizer_prompt_is_a_prefix_and_decodes_back():

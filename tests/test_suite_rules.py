@@ -1,0 +1,31 @@
+"""The suite's own rules, checked on its source: test modules share set-up only through ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+
+
+def test_no_test_module_imports_another():
+    offenders = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            offenders += [
+                f"{path.relative_to(TESTS)} imports {n}"
+                for n in names
+                if n.startswith("tests.") and n != "tests.conftest"
+            ]
+    assert not offenders, "move shared set-up into tests/conftest.py: " + "; ".join(offenders)
+
+
+def test_every_declared_marker_is_used():
+    import tomllib
+
+    declared = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    source = "".join(p.read_text(encoding="utf-8") for p in TESTS.rglob("*.py"))
+    unused = [m.split(":")[0] for m in declared.get("markers", []) if f"mark.{m.split(':')[0]}" not in source]
+    assert not unused, f"markers declared in pyproject.toml but used by no test: {unused}"
