@@ -111,7 +111,9 @@ class ScoreRecord:
 
     @property
     def meter_fill(self) -> float:
-        return self.meter_full / self.meter_bars if self.meter_bars else math.nan
+        from evaluators.meter import fill_share
+
+        return fill_share([{"meter_bars": self.meter_bars, "meter_full": self.meter_full}])
 
     def to_dict(self, with_feature: bool = False) -> dict:
         out = asdict(self)

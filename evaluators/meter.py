@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 _VOICE = re.compile(r"\[V:([^\]]+)\]")
 _INLINE = re.compile(r"\[([LM]):([^\]]*)\]")
@@ -37,7 +40,7 @@ class MeterFill:
 
     @property
     def rate(self) -> float:
-        return self.full / self.bars if self.bars else float("nan")
+        return fill_share([{"meter_bars": self.bars, "meter_full": self.full}])
 
 
 def meter_length(meter: str) -> Fraction | None:
@@ -99,6 +102,17 @@ def bar_ratios(interleaved: str) -> list[list[tuple[str, Fraction | None]]]:
             row.append((voice, None if dur is None else dur * unit / meter))
         out.append(row)
     return out
+
+
+def fill_share(rows: Iterable[Mapping[str, Any]]) -> float:
+    """The share of voice-bars that fill the meter, pooled over score rows (their ``meter_bars`` and
+    ``meter_full``: a long piece weighs by its bars); NaN when no bar was checked. The one formula behind
+    every ``meter_fill`` the table, the pairs, the report and the reward lab show."""
+    bars = full = 0
+    for row in rows:
+        bars += int(row.get("meter_bars") or 0)
+        full += int(row.get("meter_full") or 0)
+    return full / bars if bars else math.nan
 
 
 def meter_fill(interleaved: str) -> MeterFill:

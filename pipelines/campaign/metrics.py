@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.meter import fill_share
 from pipelines.campaign.music_metrics import RealMusic, music_metrics
 from pipelines.campaign.protocol import Interval, auc, bootstrap_mean, paired
 
@@ -39,11 +40,6 @@ def _rate(rows: list[dict], ok: Callable[[dict], bool | None]) -> float:
     values = [ok(r) for r in rows]
     known = [bool(v) for v in values if v is not None]
     return sum(known) / len(known) if known else math.nan
-
-
-def _meter_fill(rows: list[dict]) -> float:
-    bars = sum(int(r.get("meter_bars", 0)) for r in rows)
-    return sum(int(r.get("meter_full", 0)) for r in rows) / bars if bars else math.nan
 
 
 def _by_prompt(rows: list[dict]) -> dict[str, list[dict]]:
@@ -121,7 +117,7 @@ def group_metrics(
     out["above_real"] = above / scored if scored else math.nan
     for prefix, subset in (("", rows), ("real/", real)):
         out[f"{prefix}validity"] = _rate(subset, lambda r: r.get("valid"))
-        out[f"{prefix}meter_fill"] = _meter_fill(subset)
+        out[f"{prefix}meter_fill"] = fill_share(subset)
         out[f"{prefix}parse_abc"] = _rate(subset, lambda r: r.get("parses_abc"))
         out[f"{prefix}diversity"] = _diversity(subset)
         out[f"{prefix}bars"] = float(np.mean([int(r.get("meter_bars", 0)) for r in subset])) if subset else math.nan
@@ -198,7 +194,7 @@ def training_metrics(candidate_scores: list[dict], pairs: dict, dpo: dict) -> di
     (from the pairs stage's record) and the DPO summary's metrics under stable names."""
     out = bootstrap_mean([s["clamp_score"] for s in candidate_scores]).as_metrics("candidates/clamp")
     out["candidates/validity"] = _rate(candidate_scores, lambda r: r.get("valid"))
-    out["candidates/meter_fill"] = _meter_fill(candidate_scores)
+    out["candidates/meter_fill"] = fill_share(candidate_scores)
     out["pairs/count"] = float(pairs.get("pairs/count", 0))
     # the pairs stage's checks of its pairs against the real music (pair_checks.py), when it made them
     out.update({k: float(v) for k, v in pairs.items() if k.startswith("pairs/") and isinstance(v, (int, float))})

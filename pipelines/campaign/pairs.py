@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluators.meter import time_signature
+from evaluators.meter import fill_share, time_signature
 from evaluators.music_stats import DURATION_BINS, RHYTHM_AND_MOTION, atypicality, summed
 from evaluators.scores import rewards
 from pipelines.campaign.music_metrics import RealMusic
@@ -161,7 +161,7 @@ def candidates(
                 valid=bool(s["valid"]) and bool(s["finished"]),
                 plagiarism=bool(s["plagiarism"]),
                 staves_grouped=bool(s["staves_grouped"]),
-                meter_fill=s["meter_full"] / s["meter_bars"] if s.get("meter_bars") else math.nan,
+                meter_fill=fill_share([s]),
                 min_meter_fill=cfg.min_meter_fill,
                 ceiling=ceilings.get(prompt, math.inf),
                 parses=s.get("parses_abc"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from base import atomic
+from evaluators.meter import fill_share
 from pipelines.campaign import charts
 from pipelines.campaign.compare import last_round_details, load_rounds
 from pipelines.campaign.identity import changed_sections, read_state
@@ -125,7 +126,7 @@ def _piece_html(label: str, row: dict, sample: dict, renders: Renders) -> str:
         f'<div class="head"><b>{_esc(label)}</b> · {_esc(row.get("id", ""))} · CLaMP '
         f"{row.get('clamp_score', math.nan):.3f} · judge {row.get('judge_score', math.nan):.3f} · "
         f"{'valid' if row.get('valid') else 'not valid'} · meter fill "
-        f"{row['meter_full'] / row['meter_bars'] if row.get('meter_bars') else math.nan:.2f}</div>"
+        f"{fill_share([row]):.2f}</div>"
     )
     if r["svg"]:
         body = f'<div class="score">{r["svg"]}</div>'

@@ -34,6 +34,7 @@ import numpy as np
 
 from base import atomic
 from base.typed_config import ConfigError, from_dict, to_dict
+from evaluators.meter import fill_share
 from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout
 from pipelines.campaign.music_metrics import RealMusic
 from pipelines.campaign.pair_checks import metre_divergence, prompt_checks
@@ -141,8 +142,7 @@ def evaluate_setting(
         if clf is not None and with_music:
             fidelities.append(float(np.mean(clf.own(with_music))))
             base_fidelity.append(float(np.mean(clf.own([r for r in mine if r.get("music")]))))
-        bars = sum(int(r.get("meter_bars", 0)) for r in chosen)
-        fills.append(sum(int(r.get("meter_full", 0)) for r in chosen) / bars if bars else math.nan)
+        fills.append(fill_share(chosen))
     directions = [c["direction"] for c in checks.values() if not math.isnan(c["direction"])]
     return {
         "pairs": float(len(pairs)),

@@ -11,7 +11,7 @@ import pytest
 
 from base.abc.score import parse_interleaved
 from evaluators.corrupt import bar_lengths, cut_ending, octave_leaps, stutter
-from evaluators.meter import meter_fill, meter_length
+from evaluators.meter import fill_share, meter_fill, meter_length
 from evaluators.music_stats import atypicality, js_divergence, note_stats, parses_with_music21_abc
 
 HEAD = "L:1/8\nM:3/4\nK:G\nV:1 treble\n"
@@ -88,3 +88,13 @@ def test_training_corruptions_break_what_they_say():
     assert cut_ending(piece, random.Random(0)).count("[V:1]") <= 9 and "|]" not in cut_ending(piece, random.Random(0))
     leaps = note_stats(parse_interleaved(octave_leaps(piece, random.Random(0), p=0.5)))["interval"]
     assert leaps[0] + leaps[-1] > 0  # octave (or larger) leaps appear
+
+
+def test_fill_share_pools_bars_over_pieces():
+    # 3 of 4 bars and 1 of 12: pooled 4/16, not the mean of the two shares (0.417)
+    rows = [{"meter_bars": 4, "meter_full": 3}, {"meter_bars": 12, "meter_full": 1}, {"meter_bars": 0}, {}]
+    assert fill_share(rows) == 0.25
+    assert math.isnan(fill_share([{"meter_bars": 0, "meter_full": 0}])) and math.isnan(fill_share([]))
+    piece = "L:1/8\nM:2/4\nK:C\nV:1 treble\n" + "".join(f"[V:1]c{n}|\n" for n in (4, 3, 4, 4))  # bar 2 is short
+    fill = meter_fill(piece)
+    assert fill_share([{"meter_bars": fill.bars, "meter_full": fill.full}]) == 3 / 4
