@@ -20,6 +20,7 @@ from base.abc.interleave import InterleaveError, deinterleave
 from evaluators import guards
 from evaluators.config import PLAGIARISM_THRESHOLD, EvaluatorConfig
 from evaluators.features import FeatureCache, FeatureExtractor
+from evaluators.meter import fill_rate
 from evaluators.scores import GLOBAL, centroids, cosine
 from evaluators.validity import check_validity
 
@@ -111,9 +112,7 @@ class ScoreRecord:
 
     @property
     def meter_fill(self) -> float:
-        from evaluators.meter import fill_share
-
-        return fill_share([{"meter_bars": self.meter_bars, "meter_full": self.meter_full}])
+        return fill_rate(self.meter_full, self.meter_bars)
 
     def to_dict(self, with_feature: bool = False) -> dict:
         out = asdict(self)

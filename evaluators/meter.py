@@ -40,7 +40,7 @@ class MeterFill:
 
     @property
     def rate(self) -> float:
-        return fill_share([{"meter_bars": self.bars, "meter_full": self.full}])
+        return fill_rate(self.full, self.bars)
 
 
 def meter_length(meter: str) -> Fraction | None:
@@ -112,6 +112,11 @@ def fill_share(rows: Iterable[Mapping[str, Any]]) -> float:
     for row in rows:
         bars += int(row.get("meter_bars") or 0)
         full += int(row.get("meter_full") or 0)
+    return fill_rate(full, bars)
+
+
+def fill_rate(full: int, bars: int) -> float:
+    """``full`` of ``bars`` voice-bars fill the meter: their share, NaN when no bar was checked."""
     return full / bars if bars else math.nan
 
 

@@ -83,9 +83,8 @@ class Campaign:
         self._trainer: Any = None  # the trainer group, kept from the first DPO stage to the campaign's end
         self._reserved: dict[str, Any] = {}  # each role's reservation, decided once for all roles together
         self._weights: tuple[int, Any] | None = None  # the newest published policy: (version, channel handle)
-        self._channel: WeightChannel | None = (
-            None  # how published weights reach the samplers (decided at the first publish)
-        )
+        # how published weights reach the samplers (decided at the first publish)
+        self._channel: WeightChannel | None = None
         self.rebuild = rebuild  # train the set-up stages again instead of taking them from campaign.cache_dir
 
     def _identity(self, config: dict[str, Any], config_name: str) -> dict[str, Any]:

@@ -37,6 +37,28 @@ def pytest_collection_modifyitems(items: list) -> None:
     items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(SLOW_FIRST)))
 
 
+# ---------------------------------------------------------------------------- property-based fuzzing
+
+# Hypothesis settings of every fuzz test: bounded and derandomised, so CI runs the same examples each time;
+# CLAMPDPO_FUZZ_EXAMPLES=2000 runs more of them on demand (under `ulimit -v`: some readers are memory-hungry).
+FUZZ_EXAMPLES = int(os.environ.get("CLAMPDPO_FUZZ_EXAMPLES", "250"))
+
+
+def _fuzz_settings():
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=FUZZ_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+        database=None,
+    )
+
+
+FUZZ = _fuzz_settings()
+
+
 # ---------------------------------------------------------------------------- DPO pairs on a tiny policy
 
 DPO_PROMPT = "%Folk\n%Traditional, Irish\n%Solo melody\n"

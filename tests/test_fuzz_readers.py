@@ -18,20 +18,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from base.errors import CheckpointError
 from base.typed_config import ConfigError
-
-EXAMPLES = int(os.environ.get("CLAMPDPO_FUZZ_EXAMPLES", "250"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize=True,  # the same examples on every run (CI); more of them on demand
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-    database=None,
-)
+from tests.conftest import FUZZ, FUZZ_EXAMPLES
 
 # ------------------------------------------------------------------ generators of music-like text
 
@@ -251,7 +243,7 @@ def test_config_files_load_or_fail_naming_the_problem(data):
             assert str(err).strip()
 
 
-@settings(FUZZ, max_examples=max(10, EXAMPLES // 3))
+@settings(FUZZ, max_examples=max(10, FUZZ_EXAMPLES // 3))
 @given(data=st.binary(max_size=400), zipped=st.booleans())
 def test_checkpoint_files_are_read_or_refused_in_one_error(data, zipped):
     from base.checkpoints import read_checkpoint

@@ -29,7 +29,7 @@ def read_rounds(campaign_dir: str | Path) -> tuple[list[dict[str, float]], list[
         raise FileNotFoundError(f"{folder}: not a campaign folder (no campaign.json)")
     rows, unreadable = [], []
     layout = Layout(folder)
-    for f in (layout.metrics(k) for k in layout.rounds() if layout.metrics(k).is_file()):
+    for f in map(layout.metrics, layout.evaluated_rounds()):
         try:
             row = json.loads(f.read_text(encoding="utf-8"))["metrics"]
             float(row["round"])
@@ -56,8 +56,7 @@ def last_round_details(campaign_dir: str | Path) -> dict[str, Any]:
     folder = Path(campaign_dir)
     out: dict[str, Any] = {}
     try:
-        layout = Layout(folder)
-        last = [layout.metrics(k) for k in layout.rounds() if layout.metrics(k).is_file()][-1]
+        last = Layout(folder).metrics(Layout(folder).evaluated_rounds()[-1])
         out["per_prompt_music"] = json.loads(last.read_text(encoding="utf-8")).get("per_prompt_music") or {}
         plan = json.loads((folder / "prompts.json").read_text(encoding="utf-8"))
         out["groups"] = {

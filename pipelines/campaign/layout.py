@@ -48,6 +48,10 @@ class Layout:
         found = (round_of(d.name) for d in self.root.glob("round-*") if d.is_dir())
         return sorted(k for k in found if k is not None)
 
+    def evaluated_rounds(self) -> list[int]:
+        """The rounds whose ``metrics.json`` exists, in numeric order."""
+        return [k for k in self.rounds() if self.metrics(k).is_file()]
+
     def samples(self, k: int) -> Path:
         """Folder of round k's candidates (``units/`` and the merged ``samples.jsonl``)."""
         return self.round_dir(k) / "samples"
@@ -121,11 +125,13 @@ def round_name(k: int) -> str:
 
 
 def round_of(name: str) -> int | None:
-    """The round a folder or stage prefix names (``round-07`` -> 7, ``round-100`` -> 100); None otherwise."""
+    """The round a folder or stage prefix names (``round-07`` -> 7, ``round-100`` -> 100); None otherwise,
+    including other spellings of a number (``round-7``, ``round-007``): those are not the folder
+    ``round_dir`` would use, so taking them for a round would read or clear the wrong folder."""
     head, sep, digits = name.partition("-")
     if head != "round" or not sep or not digits.isascii() or not digits.isdigit():
         return None
-    return int(digits)
+    return int(digits) if round_name(int(digits)) == name else None
 
 
 def stage_name(k: int, step: str) -> str:

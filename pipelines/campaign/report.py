@@ -160,8 +160,7 @@ def _unscored_html(prompt: str, rows: list[dict], samples: dict[str, dict], show
 
 
 def _rounds_of(root: Path) -> list[int]:
-    layout = Layout(root)
-    return [k for k in layout.rounds() if layout.metrics(k).is_file()]
+    return Layout(root).evaluated_rounds()
 
 
 def _series(rows: list[dict], key: str, name: str) -> dict:

@@ -25,9 +25,6 @@ def model() -> NotaGenForCausalLM:
     return NotaGenForCausalLM(tiny_config()).eval()
 
 
-batch = patch_batch
-
-
 def reference_log_prob(patch_decoder, patch_embedding, char_lm, patches: torch.Tensor) -> float:
     """NotaGen's definition, written out plainly for one piece: every char after the bos patch, pads skipped."""
     one_hot = torch.nn.functional.one_hot(patches, 128).float().reshape(1, len(patches), -1)
@@ -44,7 +41,7 @@ def reference_log_prob(patch_decoder, patch_embedding, char_lm, patches: torch.T
 
 
 def test_flat_view_through_trl_equals_hierarchical_log_probs(model):
-    patches, mask = batch([PIECE, FOLK])
+    patches, mask = patch_batch([PIECE, FOLK])
     prompt_patches = torch.tensor([4, 4])  # bos + three prompt lines: the completion is the rest
     with torch.no_grad():
         hierarchical = model.patch_log_probs(patches, mask, first_scored_patch=prompt_patches)
@@ -64,7 +61,7 @@ def test_flat_view_through_trl_equals_hierarchical_log_probs(model):
 
 
 def test_flat_logits_match_the_patch_loss(model):
-    patches, mask = batch([PIECE])
+    patches, mask = patch_batch([PIECE])
     flat = patches.flatten(1)
     with torch.no_grad():
         loss, n = model.patch_loss(patches, mask)
@@ -76,7 +73,7 @@ def test_flat_logits_match_the_patch_loss(model):
 
 
 def test_flat_view_is_causal_for_partial_patches(model):
-    patches, _ = batch([PIECE])
+    patches, _ = patch_batch([PIECE])
     flat = patches.flatten(1)
     with torch.no_grad():
         full = model(input_ids=flat).logits
@@ -90,7 +87,7 @@ def test_save_and_load_round_trip(model, tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
     assert isinstance(loaded, NotaGenForCausalLM)
     assert loaded.lm_head.weight.data_ptr() == loaded.model.char_decoder.wte.weight.data_ptr()
-    patches, mask = batch([PIECE, FOLK])
+    patches, mask = patch_batch([PIECE, FOLK])
     with torch.no_grad():
         assert torch.allclose(loaded.patch_log_probs(patches, mask), model.patch_log_probs(patches, mask))
 
@@ -121,7 +118,7 @@ def test_import_gives_the_same_log_probs(notagen_checkpoint, tmp_path):
     path, original = notagen_checkpoint
     out = import_notagen(path, tmp_path / "imported", size="tiny")
     model = NotaGenForCausalLM.from_pretrained(out).eval()
-    patches, mask = batch([PIECE], patch_length=512)
+    patches, mask = patch_batch([PIECE], patch_length=512)
     with torch.no_grad():
         ours = float(model.patch_log_probs(patches, mask)[0])
         theirs = reference_log_prob(

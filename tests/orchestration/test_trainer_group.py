@@ -17,8 +17,7 @@ from orchestration.ray_runtime import ensure_ray
 from orchestration.trainer_group import TrainerGroup
 from orchestration.weights import PolicyWeights
 from pipelines.dpo.config import DPORoundConfig
-from tests.conftest import tiny_policy as tiny_model
-from tests.conftest import write_round_pairs as _pairs
+from tests.conftest import tiny_policy, write_round_pairs
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def local_ray():
 
 def test_two_ranks_train_two_rounds_on_one_engine(local_ray, tmp_path):
     policy0 = tmp_path / "policy0"
-    tiny_model().save_pretrained(policy0)
+    tiny_policy().save_pretrained(policy0)
     cfg = DPORoundConfig(loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=2, lr=1e-3)
     spec = TrainerSpec(dpo=cfg, precision="fp32", policy_dir=str(policy0), version=0, reference_dir=None)
     group = TrainerGroup(spec, 2, Reservation(cpus=0.5, gpus=0.0, colocated=True), threads=1)
@@ -36,7 +35,9 @@ def test_two_ranks_train_two_rounds_on_one_engine(local_ray, tmp_path):
         summaries, weights = [], []
         for k in (1, 2):
             out = tmp_path / f"round-{k}"
-            summary, ref = group.train(RoundJob(k, _pairs(tmp_path / f"pairs-{k}.jsonl", k), str(out), "", None))
+            summary, ref = group.train(
+                RoundJob(k, write_round_pairs(tmp_path / f"pairs-{k}.jsonl", k), str(out), "", None)
+            )
             summaries.append(summary)
             weights.append(ray.get(ref))
         pids = group.pids()
@@ -62,11 +63,11 @@ def test_two_ranks_train_two_rounds_on_one_engine(local_ray, tmp_path):
 
 def test_a_trainer_refuses_a_round_from_another_policy_version(local_ray, tmp_path):
     policy0 = tmp_path / "policy0"
-    tiny_model().save_pretrained(policy0)
+    tiny_policy().save_pretrained(policy0)
     spec = TrainerSpec(DPORoundConfig(batch_pairs=2), "fp32", str(policy0), 3, None)
     group = TrainerGroup(spec, 1, Reservation(cpus=1.0, gpus=0.0, colocated=False), threads=1)
     try:
-        job = RoundJob(5, _pairs(tmp_path / "pairs.jsonl", 5), str(tmp_path / "r5"), "", None)
+        job = RoundJob(5, write_round_pairs(tmp_path / "pairs.jsonl", 5), str(tmp_path / "r5"), "", None)
         with pytest.raises(ray.exceptions.RayTaskError, match="holds policy version 3, but the work is for version 4"):
             ray.get(group.ranks[0].train_round.options(num_returns=2).remote(job, 4)[0])
     finally:
@@ -76,13 +77,13 @@ def test_a_trainer_refuses_a_round_from_another_policy_version(local_ray, tmp_pa
 
 def test_with_the_initial_reference_round_two_starts_ahead_of_it(local_ray, tmp_path):
     policy0 = tmp_path / "policy0"
-    tiny_model().save_pretrained(policy0)
+    tiny_policy().save_pretrained(policy0)
     cfg = DPORoundConfig(loss_type="dpop", batch_pairs=2, epochs=2, lr=1e-3, reference="initial")
     spec = TrainerSpec(cfg, "fp32", str(policy0), 0, reference_dir=str(policy0))
     group = TrainerGroup(spec, 1, Reservation(cpus=1.0, gpus=0.0, colocated=False), threads=1)
     try:
-        one, _ = group.train(RoundJob(1, _pairs(tmp_path / "p1.jsonl", 1), str(tmp_path / "r1"), "", None))
-        two, _ = group.train(RoundJob(2, _pairs(tmp_path / "p2.jsonl", 2), str(tmp_path / "r2"), "", None))
+        one, _ = group.train(RoundJob(1, write_round_pairs(tmp_path / "p1.jsonl", 1), str(tmp_path / "r1"), "", None))
+        two, _ = group.train(RoundJob(2, write_round_pairs(tmp_path / "p2.jsonl", 2), str(tmp_path / "r2"), "", None))
     finally:
         group.shutdown()
     # the reference stays the starting policy: round 2 begins with the margin round 1 ended near, not at 0
@@ -96,7 +97,7 @@ def _train_once(tmp_path, stage: int, world: int, sampler=None) -> tuple[dict, P
 
     policy0 = tmp_path / "policy0"
     if not policy0.is_dir():
-        tiny_model().save_pretrained(policy0)
+        tiny_policy().save_pretrained(policy0)
     cfg = DPORoundConfig(
         loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=2, lr=1e-3, zero_stage=stage
     )
@@ -104,7 +105,9 @@ def _train_once(tmp_path, stage: int, world: int, sampler=None) -> tuple[dict, P
     group = TrainerGroup(spec, world, Reservation(cpus=0.4, gpus=0.0, colocated=True), threads=1)
     try:
         out = tmp_path / f"zero{stage}"
-        job = RoundJob(1, _pairs(tmp_path / "pairs-1.jsonl", 1), str(out), "", None, keep_weights=sampler is not None)
+        job = RoundJob(
+            1, write_round_pairs(tmp_path / "pairs-1.jsonl", 1), str(out), "", None, keep_weights=sampler is not None
+        )
         summary, ref = group.train(job)
         if sampler is not None:
             channel = BroadcastChannel(lambda: group.ranks[0], lambda: [sampler])

@@ -21,8 +21,7 @@ from orchestration.weight_sync import BroadcastChannel
 from orchestration.weights import ObjectStoreChannel, PolicyWeights
 from pipelines.campaign.plan import PromptSpec, round_samples
 from pipelines.dpo.config import DPORoundConfig
-from tests.conftest import tiny_policy as tiny_model
-from tests.conftest import write_round_pairs as _pairs
+from tests.conftest import tiny_policy, write_round_pairs
 
 SAMPLING = SamplingConfig(max_patches=16, batch_size=2)
 
@@ -83,7 +82,7 @@ def _restart(actor, timeout: float = 120.0) -> None:
 
 def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray, tmp_path):
     policy0 = tmp_path / "policy0"
-    tiny_model().save_pretrained(policy0)
+    tiny_policy().save_pretrained(policy0)
     cfg = DPORoundConfig(batch_pairs=2, epochs=1, lr=1e-3)
     group = TrainerGroup(TrainerSpec(cfg, "fp32", str(policy0), 0, None), 1, Reservation(0.5, 0.0, True), threads=1)
     half = Resources(cpus=0.5, threads=1)
@@ -93,7 +92,9 @@ def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray,
         _generate(pool, ObjectStoreChannel().publish(PolicyWeights.load(policy0, 0), 0), 0)  # both hold version 0
 
         def round_(k: int) -> tuple[object, PolicyWeights]:
-            job = RoundJob(k, _pairs(tmp_path / f"pairs-{k}.jsonl", k), str(tmp_path / f"round-{k}"), "", None, True)
+            job = RoundJob(
+                k, write_round_pairs(tmp_path / f"pairs-{k}.jsonl", k), str(tmp_path / f"round-{k}"), "", None, True
+            )
             _, ref = group.train(job)
             return channel.publish(ref, k), ray.get(ref)
 
@@ -122,7 +123,7 @@ def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray,
         assert channel.last["weights/group_formed"] == 0 and all(_held(a)[0] == 3 for a in pool.actors)
 
         # the trainer gone before its weights were pushed: the samplers fetch them from the object store
-        job = RoundJob(4, _pairs(tmp_path / "pairs-4.jsonl", 4), str(tmp_path / "round-4"), "", None, True)
+        job = RoundJob(4, write_round_pairs(tmp_path / "pairs-4.jsonl", 4), str(tmp_path / "round-4"), "", None, True)
         _, ref = group.train(job)
         ray.kill(group.ranks[0], no_restart=True)
         handle = channel.publish(ref, 4)

@@ -15,29 +15,27 @@ from pipelines.dpo.loss import dpop_loss
 from pipelines.dpo.trainer import NotaGenDPOTrainer, PatchPreferenceCollator, training_args
 from tests.conftest import DPO_BAD, DPO_GOOD, DPO_PROMPT, tiny_policy
 
-PROMPT, GOOD, BAD, tiny_model = DPO_PROMPT, DPO_GOOD, DPO_BAD, tiny_policy
-
 
 def test_tokenizer_prompt_is_a_prefix_and_decodes_back():
     tok = NotaGenTokenizer()
-    prompt = tok(PROMPT)["input_ids"]
-    full = tok(PROMPT + GOOD + EOS_CHAR)["input_ids"]
+    prompt = tok(DPO_PROMPT)["input_ids"]
+    full = tok(DPO_PROMPT + DPO_GOOD + EOS_CHAR)["input_ids"]
     # bos patch + the prompt lines patched one by one ("%Traditional, Irish\n" takes two patches)
     assert len(prompt) == 16 * 5 and full[: len(prompt)] == prompt
     assert len(full) % 16 == 0 and full[-16:] == [1] + [2] * 15  # the eos patch closes a finished piece
-    assert tok.decode(full) == PROMPT + GOOD
+    assert tok.decode(full) == DPO_PROMPT + DPO_GOOD
     # a bar becomes its own patch(es), padded after its eos char
-    body = tok(PROMPT + GOOD)["input_ids"][len(prompt) :]
-    assert PAD_ID in body and tok.decode(prompt + body) == PROMPT + GOOD
+    body = tok(DPO_PROMPT + DPO_GOOD)["input_ids"][len(prompt) :]
+    assert PAD_ID in body and tok.decode(prompt + body) == DPO_PROMPT + DPO_GOOD
 
 
 def test_collator_takes_pad_chars_out_of_the_completion():
     tok = NotaGenTokenizer()
-    p = tok(PROMPT)["input_ids"]
+    p = tok(DPO_PROMPT)["input_ids"]
     example = {
         "prompt_ids": p,
-        "chosen_ids": tok(PROMPT + GOOD + EOS_CHAR)["input_ids"][len(p) :],
-        "rejected_ids": tok(PROMPT + BAD + EOS_CHAR)["input_ids"][len(p) :],
+        "chosen_ids": tok(DPO_PROMPT + DPO_GOOD + EOS_CHAR)["input_ids"][len(p) :],
+        "rejected_ids": tok(DPO_PROMPT + DPO_BAD + EOS_CHAR)["input_ids"][len(p) :],
     }
     out = PatchPreferenceCollator(pad_token_id=PAD_ID)([example])
     ids, mask = out["input_ids"], out["completion_mask"]
@@ -47,14 +45,14 @@ def test_collator_takes_pad_chars_out_of_the_completion():
 
 
 def test_trl_completion_log_probs_equal_notagen_log_likelihood():
-    model = tiny_model().eval()
+    model = tiny_policy().eval()
     tok = NotaGenTokenizer()
-    p = tok(PROMPT)["input_ids"]
+    p = tok(DPO_PROMPT)["input_ids"]
     trainer = NotaGenDPOTrainer(
         model=model,
         args=training_args(DPORoundConfig(), "/tmp/unused", max_length=1024, seed=0),
         dpop_lambda=10.0,
-        train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
+        train_dataset=Dataset.from_list([{"prompt": DPO_PROMPT, "chosen": DPO_GOOD, "rejected": DPO_BAD}]),
         processing_class=tok,
     )
     batch = trainer.data_collator([trainer.train_dataset[0]])
@@ -63,15 +61,15 @@ def test_trl_completion_log_probs_equal_notagen_log_likelihood():
         flat = trainer.model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
         ).log_probs.sum(1)
-        for row, text in enumerate([GOOD, BAD]):
-            patches = torch.tensor(tok.patch_ids(PROMPT + text + EOS_CHAR))[None]
+        for row, text in enumerate([DPO_GOOD, DPO_BAD]):
+            patches = torch.tensor(tok.patch_ids(DPO_PROMPT + text + EOS_CHAR))[None]
             hier = model.patch_log_probs(patches, first_scored_patch=len(p) // 16)
             assert float(flat[row]) == pytest.approx(float(hier[0]), abs=1e-4)
 
 
 def test_dpop_trainer_loss_is_the_hand_computed_dpop_and_training_raises_the_margin(tmp_path):
-    model = tiny_model()
-    rows = [{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}] * 4
+    model = tiny_policy()
+    rows = [{"prompt": DPO_PROMPT, "chosen": DPO_GOOD, "rejected": DPO_BAD}] * 4
     cfg = DPORoundConfig(loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=4, lr=1e-3)
     trainer = NotaGenDPOTrainer(
         model=model,
@@ -111,9 +109,9 @@ def test_trainer_rejects_dpop_mixed_with_other_losses():
     args.loss_type = ["dpop", "sft"]
     with pytest.raises(ValueError, match="dpop cannot be combined"):
         NotaGenDPOTrainer(
-            model=tiny_model(),
+            model=tiny_policy(),
             args=args,
             dpop_lambda=10.0,
-            train_dataset=Dataset.from_list([{"prompt": PROMPT, "chosen": GOOD, "rejected": BAD}]),
+            train_dataset=Dataset.from_list([{"prompt": DPO_PROMPT, "chosen": DPO_GOOD, "rejected": DPO_BAD}]),
             processing_class=NotaGenTokenizer(),
         )
