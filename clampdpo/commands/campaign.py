@@ -45,7 +45,8 @@ def _status(args: argparse.Namespace) -> int:
     from orchestration.config import campaign_config
     from pipelines.campaign.compare import read_rounds
     from pipelines.campaign.metrics import format_table
-    from pipelines.campaign.state import Markers, status
+    from pipelines.campaign.stages import status
+    from pipelines.campaign.state import Markers
 
     project, name = campaign_config(args.dir)
     markers = Markers(args.dir)

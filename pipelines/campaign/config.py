@@ -88,6 +88,13 @@ class CampaignConfig:
     best_worst_per_prompt: int = option(
         1, help="Best and worst samples per prompt saved as ABC and MIDI artifacts each round."
     )
+    report_every: int = option(
+        1,
+        help="Write the round's artifacts (best/worst pieces as ABC, MusicXML and MIDI, score histogram) and "
+        "rebuild report.html every this many rounds, and always at the last round; 0: only at the last. Every "
+        "round's metrics, MLflow records and registry entry are written either way. Raise it for long campaigns: "
+        "each report renders every listed sample again.",
+    )
 
     def __post_init__(self) -> None:
         check(0 <= self.rounds <= MAX_ROUNDS, "rounds", f"must be in 0..{MAX_ROUNDS}, got {self.rounds}")
@@ -113,6 +120,7 @@ class CampaignConfig:
             check(getattr(self, name) >= 0, name, f"must be ≥ 0, got {getattr(self, name)}")
         check(self.max_restarts >= 0 and self.max_unit_retries >= 0, "max_restarts", "retries must be ≥ 0")
         check(self.best_worst_per_prompt >= 0, "best_worst_per_prompt", "must be ≥ 0")
+        check(self.report_every >= 0, "report_every", f"must be ≥ 0, got {self.report_every}")
         check(
             self.overlap_scoring in ("auto", "yes", "no"),
             "overlap_scoring",

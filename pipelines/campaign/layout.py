@@ -2,7 +2,7 @@
 
 campaign.json  markers/  prompts.json  mlflow.db  mlartifacts/
 sft/ evaluator/ judge/                      (when trained here)
-round-NN/samples/ scores/ pairs.jsonl dpo/policy/ eval/ metrics.json artifacts/ run.json
+round-NN/samples/ scores/ pairs.jsonl dpo/policy/ eval/ metrics.json artifacts/ run.json   report.html
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ class Layout:
             "score": [self.scores(k)],
             "pairs": [self.pairs(k)],
             "dpo": [self.dpo(k)],
-            "eval": [self.round_dir(k) / "eval", self.metrics(k), self.artifacts(k)],
+            "eval": [self.round_dir(k) / "eval", self.metrics(k)],
+            "report": [self.artifacts(k)],
         }[step]
 
     def run_file(self, k: int) -> Path:
@@ -116,7 +117,9 @@ class Layout:
         return self.round_dir(k) / "run.json"
 
 
-ROUND_STEPS = ("sample", "score", "pairs", "dpo", "eval")
+# "report" (the round's MIDI, histogram, HTML report, MLflow records and registry entry) reads the round's
+# outputs and no later stage reads its own: redoing it makes nothing stale (``pipelines.campaign.stages``)
+ROUND_STEPS = ("sample", "score", "pairs", "dpo", "eval", "report")
 
 
 def round_name(k: int) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 
 from base import atomic
 from base.atomic import file_sha256
-from pipelines.campaign.layout import ROUND_STEPS, stage_name
 
 # Files above this size are checked by size only: hashing a multi-GB checkpoint on every `status` costs more
 # than the damage it would find (a cut-short file changes its size).
@@ -50,6 +49,11 @@ def _name(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path.resolve())
+
+
+def _under(name: str, tops: list[Path], root: Path) -> bool:
+    path = Path(name) if os.path.isabs(name) else root / name
+    return any(path == top or top in path.parents for top in tops)
 
 
 def damage(recorded: dict[str, list[Any]], root: Path) -> list[str]:
@@ -93,15 +97,23 @@ class Markers:
         """The stage's marker when it is readable (whether its outputs still match is ``check``'s job)."""
         return self.read(stage)[0]
 
-    def check(self, stage: str) -> tuple[dict[str, Any] | None, list[str]]:
+    def check(self, stage: str, handed_over: list[Path] | None = None) -> tuple[dict[str, Any] | None, list[str]]:
         """(marker, []) for a finished stage whose outputs are intact; (None, problems) for a damaged one;
-        (None, []) for a stage not finished yet."""
+        (None, []) for a stage not finished yet.
+
+        Recorded files under ``handed_over`` are not checked: a marker written before those files passed to
+        another stage (a round's artifacts, now its report stage's) still records them, and they are the
+        other stage's to check and to rewrite.
+        """
         marker, problem = self.read(stage)
         if problem:
             return None, [problem]
         if marker is None:
             return None, []
-        problems = damage(marker.get("outputs", {}), self.root)
+        recorded = marker.get("outputs", {})
+        if handed_over:
+            recorded = {n: v for n, v in recorded.items() if not _under(n, handed_over, self.root)}
+        problems = damage(recorded, self.root)
         return (None, problems) if problems else (marker, [])
 
     def mark(self, stage: str, info: dict[str, Any] | None = None, outputs: list[Path] | None = None) -> None:
@@ -119,41 +131,3 @@ class Markers:
                 p.unlink()
                 removed.append(stage)
         return removed
-
-
-def round_stages(round_: int) -> list[str]:
-    """The stages of round k in order (round 0 only evaluates the starting policy)."""
-    if round_ == 0:
-        return [stage_name(0, "eval")]
-    return [stage_name(round_, step) for step in ROUND_STEPS]
-
-
-SETUP_STAGES = ["corpus", "policy", "evaluator", "judge", "prompts", "real"]
-
-
-def all_stages(rounds: int) -> list[str]:
-    return SETUP_STAGES + [s for k in range(rounds + 1) for s in round_stages(k)]
-
-
-def status(campaign_dir: str | Path, rounds: int) -> list[tuple[str, str, str]]:
-    """(stage, 'done' | 'damaged' | 'stale' | 'next' | 'pending', detail) for every stage of the campaign.
-
-    A stage after a damaged or unfinished one is 'stale' even if its marker is intact: its inputs will be
-    made again, so resume redoes it too.
-    """
-    markers = Markers(campaign_dir)
-    out: list[tuple[str, str, str]] = []
-    broken = False
-    for stage in all_stages(rounds):
-        marker, problems = markers.check(stage)
-        if problems:
-            out.append((stage, "damaged", "; ".join(problems)))
-            broken = True
-        elif marker is not None:
-            out.append((stage, "stale" if broken else "done", ""))
-        elif not broken:
-            out.append((stage, "next", ""))
-            broken = True
-        else:
-            out.append((stage, "pending", ""))
-    return out

@@ -10,7 +10,8 @@ from base.typed_config import ConfigError
 from orchestration.config import load_config
 from pipelines.campaign.config import CampaignConfig
 from pipelines.campaign.plan import choose_prompts, eval_samples, round_samples
-from pipelines.campaign.state import Markers, all_stages, status
+from pipelines.campaign.stages import all_stages, status
+from pipelines.campaign.state import Markers
 from pipelines.dpo.config import DPORoundConfig
 from pipelines.dpo.dataset import PairRecord, read_pairs, write_pairs
 
@@ -65,12 +66,13 @@ def test_markers_and_status(tmp_path):
     rows = _st(tmp_path)
     assert rows["corpus"][0] == "done" and rows["evaluator"][0] == "next" and rows["round-01/dpo"][0] == "pending"
     assert m.done("corpus")["corpus"] == "x" and m.done("judge") is None
-    assert all_stages(2)[-5:] == [
+    assert all_stages(2)[-6:] == [
         "round-02/sample",
         "round-02/score",
         "round-02/pairs",
         "round-02/dpo",
         "round-02/eval",
+        "round-02/report",
     ]
     assert not list(tmp_path.glob("markers/*.tmp*"))  # atomic writes leave no temp files
 
@@ -93,7 +95,10 @@ def test_a_marker_records_its_outputs_and_status_finds_every_kind_of_damage(tmp_
     assert list(recorded) == ["round-01/samples/units/unit-0000.jsonl"] and recorded[
         "round-01/samples/units/unit-0000.jsonl"
     ][0] == len('{"id": "a"}\n{"id": "b"}\n')
-    assert {s for s, (state, _) in _st(tmp_path).items() if state == "done"} == set(all_stages(1)[:10])
+    rows = _st(tmp_path)
+    assert {s for s, (state, _) in rows.items() if state == "done"} == set(all_stages(1)[:7] + all_stages(1)[8:11])
+    # a report not written yet holds up nothing: nothing after it reads it
+    assert rows["round-00/report"][0] == "next" and rows["round-01/dpo"][0] == "next"
 
     # a unit cut short (markers intact), a file deleted, a file changed in place, a marker of garbage
     (units / "unit-0000.jsonl").write_text('{"id": "a"}\n{"id"')

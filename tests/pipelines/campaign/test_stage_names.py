@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 from pipelines.campaign.compare import last_round_details, load_rounds
 from pipelines.campaign.layout import Layout, parse_stage, round_name, round_of, stage_name
-from pipelines.campaign.state import Markers, all_stages, round_stages
+from pipelines.campaign.stages import all_stages, round_stages
+from pipelines.campaign.state import Markers
 from tests.conftest import FUZZ
 
 
 @pytest.mark.parametrize("k", [0, 1, 9, 10, 99, 100, 101, 999, 1000])
 def test_a_stage_name_parses_back_to_its_round_and_step(k):
-    for step in ("sample", "score", "pairs", "dpo", "eval"):
+    for step in ("sample", "score", "pairs", "dpo", "eval", "report"):
         assert parse_stage(stage_name(k, step)) == (k, step)
     assert round_of(round_name(k)) == k
 
@@ -36,8 +37,9 @@ def test_set_up_stages_and_foreign_names_are_not_rounds():
         assert parse_stage(name)[0] is None, name
     with pytest.raises(ValueError, match="unknown round step"):
         stage_name(3, "train")
-    assert round_stages(100) == [f"round-100/{s}" for s in ("sample", "score", "pairs", "dpo", "eval")]
-    assert all_stages(100)[-1] == "round-100/eval"
+    assert round_stages(100) == [f"round-100/{s}" for s in ("sample", "score", "pairs", "dpo", "eval", "report")]
+    assert round_stages(0) == ["round-00/eval", "round-00/report"]
+    assert all_stages(100)[-1] == "round-100/report"
 
 
 def test_redoing_round_100_clears_round_100_and_not_round_10(tmp_path):

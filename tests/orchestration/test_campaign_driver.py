@@ -1,0 +1,259 @@
+"""The campaign driver in this process, over a runtime without Ray: whole multi-round campaigns in seconds,
+resume after every stage, damage and invalidation at every stage, and round 100.
+
+``InProcessRuntime`` stands in for the Ray runtime only (``orchestration.runtime.RayRuntime``, proven with
+Ray, DeepSpeed and TRL by test_campaign.py, test_driver_kill.py, test_role_kills.py and test_two_nodes.py).
+Everything else is the real code: the driver, the stage bodies, the markers, the metrics, MLflow (a sqlite
+store) and the real evaluator, which scores in this process. Its samples are the corpus's held-out pieces
+(the training pieces would be caught as copies), drawn by seed and policy version and some cut short, so a
+run is deterministic and rounds differ; its DPO copies the start policy and reports numbers from the pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from base import atomic
+from base.corpus import split_rows
+from orchestration.campaign import Campaign
+from orchestration.config import load_config
+from orchestration.work_units import run_units
+from pipelines.campaign.layout import Layout
+from pipelines.campaign.stages import all_stages, status
+from tests.conftest import campaign_config
+
+ROUNDS = 2
+# the scorer's records of each text, kept across campaigns of this module (the evaluator is deterministic)
+_SCORED: dict[tuple[str, str, bool], dict] = {}
+
+
+class _Pool:
+    """Runs a work unit's method in this process (what an ``ActorPool`` does across actors)."""
+
+    def __init__(self, method: Any):
+        self.method = method
+
+    def run(self, todo: list[tuple[str, Any]], kind: str, done: Any) -> Any:
+        for name, payload in todo:
+            done(name, self.method(payload))
+        return type("Stats", (), {"busy_seconds": [], "seconds": 0.0, "retried": 0, "actor_failures": 0})()
+
+
+class InProcessRuntime:
+    calls: Counter = Counter()  # every call of every runtime of the test, by kind (tests read and reset it)
+
+    def __init__(self, project: Any):
+        self.project, self.cfg = project, project.campaign
+        corpus = Path(project.data.out_dir)
+        self.pieces: dict[str, list[str]] = {}
+        for r in split_rows(corpus, "eval"):
+            text = (corpus / "interleaved" / f"{r['id']}.abc").read_text(encoding="utf-8")
+            self.pieces.setdefault(r["prompt"], []).append(text)
+        self._scorer: Any = None
+
+    def train_policy(self, config_name: str) -> Any:
+        raise AssertionError("these campaigns start from a given policy")
+
+    def _sample(self, spec: dict, version: int) -> dict:
+        texts = self.pieces[spec["prompt"]]
+        text = texts[(spec["seed"] * 7919 + version * 104729) % len(texts)]
+        finished = (spec["seed"] + version) % 4 != 0
+        if not finished:  # cut short after its header and a few lines, as a sampler stopped by max_patches
+            text = "\n".join(text.splitlines()[:8]) + "\n"
+        return {
+            "id": spec["id"],
+            "prompt": spec["prompt"],
+            "seed": spec["seed"],
+            "text": "".join(spec["lines"]) + text,  # a sampler's text goes on from its prompt lines
+            "interleaved": text,
+            "error": None,
+            "finished": finished,
+            "patches": len(text) // 16 + 1,
+            "chars": len(text),
+            "stream_cuts": 0,
+            "policy_version": version,
+        }
+
+    def generate(self, folder: Path, specs: list[dict], policy: Any, alongside: Any) -> Any:
+        self.calls["generate"] += 1
+        assert Path(policy.path).is_dir(), f"policy {policy.version} is not on disk"
+        sample = _Pool(lambda unit: [self._sample(s, policy.version) for s in unit])
+        return run_units(folder, specs, self.cfg.unit_size, "generate", lambda: sample)
+
+    def _score_unit(self, unit: dict) -> list[dict]:
+        if self._scorer is None:
+            from orchestration.actors import Resources, ScorerActor, ScorerSpec
+
+            self._scorer = ScorerActor(ScorerSpec(self._scorers.evaluator_dir, self.project.evaluator), Resources(1))
+        out = []
+        for row in unit["rows"]:
+            key = (row["prompt"], row["interleaved"], unit["music21_abc"])
+            if key not in _SCORED:
+                _SCORED[key] = self._scorer.score({"rows": [row], "music21_abc": unit["music21_abc"]})[0]
+            out.append({**_SCORED[key], "id": row["id"], "seed": row["seed"], "finished": row["finished"]})
+        return out
+
+    def score(self, rows: list[dict], scoring: Any) -> Any:
+        self.calls["score"] += 1
+        self._scorers = scoring.scorers
+        pool = _Pool(lambda unit: self._score_unit(unit))
+        payload = lambda chunk: {"rows": chunk, "music21_abc": scoring.music21_abc}  # noqa: E731
+        return run_units(scoring.folder, rows, self.cfg.unit_size, "score", lambda: pool, payload)
+
+    def describe(self, folder: Path, rows: list[dict], scorers: Any) -> Any:
+        self.calls["describe"] += 1
+        pool = _Pool(lambda unit: [{k: r[k] for k in ("id", "prompt", "split")} | _music(r) for r in unit])
+        return run_units(folder, rows, 64, "describe", lambda: pool)
+
+    def train(self, job: Any) -> dict[str, Any]:
+        self.calls["train"] += 1
+        pairs = atomic.read_jsonl(Path(job.pairs_file))[1:]
+        self.carry_over(job)
+        margins = [p["chosen_score"] - p["rejected_score"] for p in pairs]
+        return {"steps": len(pairs), "rewards/margins": sum(margins) / len(margins), "world_size": 1}
+
+    def carry_over(self, job: Any) -> None:
+        def copy(tmp: Path) -> None:
+            shutil.copytree(job.start.path, tmp, dirs_exist_ok=True)
+
+        atomic.write_dir(Path(job.out_dir) / "policy", copy)
+
+    def shutdown(self) -> None:
+        self.calls["shutdown"] += 1
+
+
+_MUSIC: dict[str, dict] = {}
+
+
+def _music(row: dict) -> dict:
+    from evaluators.music_stats import piece_music
+
+    if row["interleaved"] not in _MUSIC:
+        _MUSIC[row["interleaved"]] = piece_music(row["interleaved"])
+    return _MUSIC[row["interleaved"]]
+
+
+# ---------------------------------------------------------------------------- campaigns
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_parts, tmp_path_factory):
+    """The tiny corpus, policy and evaluator, and an empty MLflow store each campaign starts from (creating
+    MLflow's tables takes seconds; a campaign's own store is a copy of it)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = tmp_path_factory.mktemp("driver")
+    SqlAlchemyStore(f"sqlite:///{tmp / 'mlflow.db'}", str(tmp / "unused-artifacts"))
+    return {**tiny_parts, "tmp": tmp, "store": tmp / "mlflow.db"}
+
+
+def project(parts: dict, out: Path, rounds: int = ROUNDS, **campaign: object) -> Any:
+    cfg = campaign_config(
+        parts["tmp"],
+        parts["corpus"],
+        out,
+        rounds=rounds,
+        unit_size=2,
+        samples_per_prompt=8,
+        eval_samples_per_prompt=4,
+        use_judge=False,
+        policy_from=str(parts["policy"]),
+        evaluator_from=str(parts["evaluator"]),
+        **campaign,
+    )
+    return load_config(cfg)
+
+
+def run(parts: dict, out: Path, rounds: int = ROUNDS, crash_after: str | None = None) -> list[dict]:
+    """The campaign in ``out`` run (or resumed) in this process; ``crash_after``: the driver dies right after
+    that stage's marker is written."""
+    if not (out / "mlflow.db").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(parts["store"], out / "mlflow.db")
+    campaign = Campaign(project(parts, out, rounds), "driver-test", runtime=InProcessRuntime)
+    if crash_after is not None:
+        run_stage = campaign.runner.run
+
+        def crashing(name: str, body: Any) -> dict:
+            marker = run_stage(name, body)
+            if name == crash_after:
+                raise KeyboardInterrupt(f"killed after {name}")
+            return marker
+
+        campaign.runner.run = crashing  # type: ignore[method-assign]
+    return campaign.run()
+
+
+def table(out: Path) -> str:
+    rows = [json.loads(Layout(out).metrics(k).read_text())["metrics"] for k in Layout(out).evaluated_rounds()]
+    return json.dumps(rows, sort_keys=True)  # NaN compares equal as text
+
+
+def finished(out: Path) -> dict[str, float]:
+    """When each stage's marker was written."""
+    markers = out / "markers"
+    return {f.stem.replace(".", "/"): json.loads(f.read_text())["finished_at"] for f in markers.glob("*.json")}
+
+
+@pytest.fixture(scope="module")
+def whole(parts):
+    out = parts["tmp"] / "whole"
+    InProcessRuntime.calls.clear()
+    start = time.perf_counter()
+    rows = run(parts, out)
+    seconds = time.perf_counter() - start
+    calls = Counter(InProcessRuntime.calls)
+    return {"parts": parts, "out": out, "rows": rows, "table": table(out), "calls": calls, "seconds": seconds}
+
+
+def copy(whole: dict, name: str) -> Path:
+    dst = whole["out"].parent / name
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(whole["out"], dst)
+    return dst
+
+
+def test_a_whole_campaign_runs_every_stage_through_the_driver(whole, parts):
+    out = whole["out"]
+    assert [r["round"] for r in whole["rows"]] == list(range(ROUNDS + 1))
+    assert set(finished(out)) == set(all_stages(ROUNDS))
+    assert all(state == "done" for _, state, _ in status(out, ROUNDS))
+    # rounds 1 and 2 sampled candidates; every round (0 included) sampled its evaluation
+    assert whole["calls"]["generate"] == 2 * ROUNDS + 1 and whole["calls"]["train"] == ROUNDS
+    assert whole["calls"]["shutdown"] == 1
+    metrics = json.loads(Layout(out).metrics(ROUNDS).read_text())["metrics"]
+    assert metrics["pairs/count"] > 0 and "train/clamp/mean" in metrics and "heldout/music/similarity/mean" in metrics
+    assert (out / "report.html").is_file() and (Layout(out).artifacts(ROUNDS) / "clamp_scores.png").is_file()
+    state = json.loads((out / "campaign.json").read_text())
+    assert sorted(state["registered"]) == [str(k) for k in range(ROUNDS + 1)]
+    print(f"whole {ROUNDS}-round campaign in-process: {whole['seconds']:.1f} s")
+
+
+def test_running_a_finished_campaign_again_runs_nothing(whole):
+    out = copy(whole, "again")
+    before = finished(out)
+    InProcessRuntime.calls.clear()
+    run(whole["parts"], out)
+    assert finished(out) == before and InProcessRuntime.calls == Counter({"shutdown": 1})
+
+
+@pytest.mark.parametrize("stage", all_stages(ROUNDS)[:-1])
+def test_a_driver_killed_after_any_stage_resumes_to_the_same_campaign(whole, stage):
+    out = copy(whole, "killed")
+    shutil.rmtree(out)
+    with pytest.raises(KeyboardInterrupt):
+        run(whole["parts"], out, crash_after=stage)
+    done = finished(out)
+    stages = all_stages(ROUNDS)
+    assert set(done) == set(stages[: stages.index(stage) + 1])
+    run(whole["parts"], out)
+    after = finished(out)
+    assert {s: after[s] for s in done} == done  # what was done is not done again
+    assert table(out) == whole["table"]
