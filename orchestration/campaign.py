@@ -105,7 +105,7 @@ class Campaign:
     def writes_artifacts(self, k: int) -> bool:
         """Whether round k's report writes its pieces and the HTML report (``campaign.report_every``)."""
         c = self.project.campaign
-        return k == c.rounds or (c.report_every > 0 and k % c.report_every == 0)
+        return c.report_every > 0 and (k % c.report_every == 0 or k == c.rounds)
 
     def set_up(self, runtime: CampaignRuntime, records: CampaignRecords) -> Setup:
         """The set-up stages, in order; what they found or made."""

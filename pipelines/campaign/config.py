@@ -91,9 +91,9 @@ class CampaignConfig:
     report_every: int = option(
         1,
         help="Write the round's artifacts (best/worst pieces as ABC, MusicXML and MIDI, score histogram) and "
-        "rebuild report.html every this many rounds, and always at the last round; 0: only at the last. Every "
-        "round's metrics, MLflow records and registry entry are written either way. Raise it for long campaigns: "
-        "each report renders every listed sample again.",
+        "rebuild report.html every this many rounds, and at the last round; 0: never. Every round's metrics, "
+        "MLflow records and registry entry are written either way. Raise it for long campaigns: each report "
+        "renders every listed sample again.",
     )
 
     def __post_init__(self) -> None:

@@ -59,11 +59,13 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
         "prompts",
         "real",
         "round-00.eval",
+        "round-00.report",
         "round-01.sample",
         "round-01.score",
         "round-01.pairs",
         "round-01.dpo",
         "round-01.eval",
+        "round-01.report",
     }
     pairs = (out / "round-01" / "pairs.jsonl").read_text().splitlines()
     head = json.loads(pairs[0])

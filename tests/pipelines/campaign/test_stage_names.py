@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from hypothesis import given
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipelines.campaign.compare import last_round_details, load_rounds
 from pipelines.campaign.layout import Layout, parse_stage, round_name, round_of, stage_name
-from pipelines.campaign.stages import all_stages, round_stages
+from pipelines.campaign.stages import StageRunner, all_stages, round_stages
 from pipelines.campaign.state import Markers
 from tests.conftest import FUZZ
 
@@ -86,3 +87,47 @@ def test_any_name_parses_without_error_and_only_its_one_spelling_is_a_round(name
         assert step == name
     else:
         assert stage_name(k, step) == name  # a stage is read as a round only in the spelling the driver writes
+
+
+def _run_all(runner: StageRunner, ran: list[str]) -> None:
+    """Every stage, each writing the outputs its layout names (a stand-in body per stage, no campaign)."""
+    for stage in runner.stages:
+
+        def body(name: str = stage.name) -> dict:
+            ran.append(name)
+            for path in runner.layout.made_here(name):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(name) if path.suffix else (path.mkdir(exist_ok=True), (path / "out").write_text(name))
+            return {"corpus": str(runner.layout.root)} if name == "corpus" else {}
+
+        runner.run(stage.name, body)
+
+
+def test_round_100_is_run_resumed_damaged_and_invalidated_by_its_own_number(tmp_path):
+    (tmp_path / "manifest.jsonl").write_text("{}\n")
+    runner = StageRunner(Layout(tmp_path), 100)
+    ran: list[str] = []
+    _run_all(runner, ran)
+    assert ran == all_stages(100) and len(ran) == 6 + 2 + 100 * 6
+    ran.clear()
+    _run_all(runner, ran)
+    assert ran == []  # all done
+    (tmp_path / "round-100" / "pairs.jsonl").write_text("other")
+    (tmp_path / "round-10" / "eval" / "out").write_text("other")
+    assert {s: state for s, state, _ in runner.status() if state != "done"} == {
+        **{s: "stale" for s in all_stages(100)[all_stages(100).index("round-10/eval") + 1 :]},
+        "round-10/eval": "damaged",
+        "round-100/pairs": "damaged",
+    }
+    _run_all(runner, ran)
+    # round 10's eval and everything after it; round 100's pairs were among them, redone from the start
+    assert ran == all_stages(100)[all_stages(100).index("round-10/eval") :]
+    ran.clear()
+    (tmp_path / "round-100" / "pairs.jsonl").write_text("other")
+    _run_all(runner, ran)
+    assert ran == ["round-100/pairs", "round-100/dpo", "round-100/eval", "round-100/report"]
+    assert (tmp_path / "round-10" / "pairs.jsonl").read_text() == "round-10/pairs"  # round 10 untouched
+    ran.clear()
+    shutil.rmtree(tmp_path / "round-100" / "artifacts")  # a leaf: only the report is redone
+    _run_all(runner, ran)
+    assert ran == ["round-100/report"]
