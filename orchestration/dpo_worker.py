@@ -129,8 +129,14 @@ class DPOWorker(WeightMember):
         from models.config import load_model
         from orchestration.deepspeed_setup import adamw, deepspeed_config, use_bf16
         from orchestration.workers import _worker_logging
+        from pipelines.dpo.trainer import trl_changes
 
         start = time.perf_counter()
+        changed = trl_changes()
+        if changed:  # fail at the start, naming what changed, not mid-round with an AttributeError
+            raise RuntimeError(
+                "the installed TRL is not the one pipelines/dpo/trainer.py adapts: " + "; ".join(changed)
+            )
         _worker_logging()
         hf_logging.disable_progress_bar()
         os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pass draws a bar per round on the driver's console
@@ -191,10 +197,7 @@ class DPOWorker(WeightMember):
 
             dist.barrier()
         module = self.engine.module
-        # TRL patches ``forward`` on the instance each time a trainer is built; start from the class's own
-        module.__dict__.pop("forward", None)
-        if self.ref is not None:
-            self.ref.__dict__.pop("forward", None)
+        NotaGenDPOTrainer.unpatched(module, self.ref)
         cfg = module.config
         args = training_args(
             self.spec.dpo,
@@ -232,19 +235,14 @@ class DPOWorker(WeightMember):
         second return value they go to the object store owned by the caller, not by this actor.
         """
         import torch
-        from torch.utils.data import DataLoader, DistributedSampler
 
-        from base import atomic, integrity
-        from base.tracking import MetricLogger
-        from orchestration.deepspeed_setup import export_state, prune_checkpoints, set_lr, trusted_checkpoint
-        from orchestration.weights import PolicyWeights, expect_version
+        from orchestration.weights import expect_version
         from pipelines.dpo.dataset import read_pairs
 
         expect_version(self.version, start_version, f"trainer rank {self.rank}")
         entered = time.perf_counter()
         self._published = None
-        cfg, out = self.spec.dpo, Path(job.out_dir)
-        seed = cfg.seed + job.round
+        out, seed = Path(job.out_dir), self.spec.dpo.seed + job.round
         rss_before = rss_mb()
         self._reset_optimizer()
         torch.manual_seed(seed)
@@ -255,23 +253,55 @@ class DPOWorker(WeightMember):
         t0 = time.perf_counter()
         trainer = self._trainer(rows, seed, out)
         build_seconds = time.perf_counter() - t0
+        loop = self._train_steps(trainer, job, seed, out)
+        state = self._export()  # collective under ZeRO-3
+        self.version = job.round
+        ref_seconds = trainer.ref_logps_seconds
+        del trainer
+        _release_memory()
+        if self.rank != 0:
+            return {}, None
+        weights = self._save_policy(job, out, state)
+        history = loop.pop("history")
+        first, last = (history[0], history[-1]) if history else ({}, {})
+        summary = {
+            "pairs": len(rows),
+            **loop,
+            "train_loss": sum(h["loss"] for h in history) / max(1, len(history)),
+            "reference_seconds": ref_seconds,  # the reference's forward passes
+            "trainer_build_seconds": build_seconds,  # TRL's trainer: tokenizing and the reference pass
+            "world_size": self.world,
+            "device": str(self.device),
+            "bf16": self.bf16,
+            "trainer/rss_mb": rss_mb(),
+            "trainer/rss_mb_before": rss_before,
+            **{f"first/{k}": v for k, v in first.items()},
+            **last,
+        }
+        summary["round_seconds"] = time.perf_counter() - entered  # all of this call, for bench/round.py
+        from base import atomic
+
+        atomic.write_json(out / "dpo_summary.json", summary)
+        return summary, weights
+
+    def _train_steps(self, trainer: Any, job: RoundJob, seed: int, out: Path) -> dict[str, Any]:
+        """The round's optimizer steps (``pipelines.dpo.schedule``) over this rank's share of the pairs, from
+        the newest sealed checkpoint when a lost attempt left one; every step's metrics go to MLflow (rank 0)."""
+        import torch
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        from base.tracking import MetricLogger
+        from orchestration.deepspeed_setup import set_lr
+        from pipelines.dpo.schedule import RoundSchedule
+
+        cfg = self.spec.dpo
         data = trainer.train_dataset
         data = data.select_columns([c for c in data.column_names if c.endswith(("_ids", "_logps"))])
         sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed)
         loader = DataLoader(data, batch_size=cfg.batch_pairs, sampler=sampler, collate_fn=trainer.data_collator)
-        per_epoch = len(loader)
-        # whole optimizer steps only: a trailing partial accumulation would leak its gradient into the next round
-        steps = max(1, math.ceil(cfg.epochs * per_epoch) // cfg.grad_accum)
-        micro_total = steps * cfg.grad_accum
-
+        schedule = RoundSchedule.of(len(loader), cfg)
         ckpt_dir = out / "checkpoints"
-        step, history = 0, []
-        tag = trusted_checkpoint(ckpt_dir)
-        if tag is not None:
-            _, client = self.engine.load_checkpoint(str(ckpt_dir), tag=tag)
-            step, history = int(client["step"]), list(client["history"])
-            torch.set_rng_state(client["rng"])
-            log.info("round %d: resuming from %s (step %d of %d)", job.round, tag, step, steps)
+        step, history = self._resume(ckpt_dir, job, schedule.steps)
         tracker = MetricLogger(job.tracking_uri, job.run_id) if self.rank == 0 else None
         # a round run again after its trainer died recomputes the same steps: those a lost attempt already sent
         # to MLflow are not sent twice
@@ -285,17 +315,15 @@ class DPOWorker(WeightMember):
             return len(history)
 
         self.engine.train()
-        metrics = trainer._metrics["train"]
-        metrics.clear()
+        trainer.take_metrics()  # what building the trainer logged is not a step's
         losses: list[float] = []
         skip = step * cfg.grad_accum
-        micro = 0
+        micro, compute, lr = 0, 0.0, schedule.lr(step)
         t1 = time.perf_counter()
-        compute = 0.0
-        for epoch in range(math.ceil(micro_total / max(1, per_epoch))):
+        for epoch in range(schedule.epochs):
             sampler.set_epoch(epoch)
             for batch in loader:
-                if micro >= micro_total:
+                if micro >= schedule.micro_total:
                     break
                 micro += 1
                 if micro <= skip:  # consumed before the checkpoint this round resumed from
@@ -306,70 +334,76 @@ class DPOWorker(WeightMember):
                 self.engine.backward(loss)
                 losses.append(float(loss.detach()))
                 if micro % cfg.grad_accum == 0:
-                    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+                    lr = schedule.lr(step)
                     set_lr(self.engine, lr)
                 self.engine.step()
                 compute += time.perf_counter() - c0
                 if micro % cfg.grad_accum:
                     continue
                 step += 1
-                row = {k: sum(v) / len(v) for k, v in metrics.items() if v}
-                row.update({"loss": sum(losses) / len(losses), "learning_rate": lr, "epoch": micro / per_epoch})
-                metrics.clear()
+                row = trainer.take_metrics()
+                row.update(
+                    {"loss": sum(losses) / len(losses), "learning_rate": lr, "epoch": micro / schedule.per_epoch}
+                )
                 losses.clear()
                 history.append(row)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps:
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < schedule.steps:
                     flushed = flush(flushed)
-                    rng = torch.get_rng_state()
-                    self.engine.save_checkpoint(
-                        str(ckpt_dir),
-                        tag=f"step{step}",
-                        client_state={"step": step, "history": history, "rng": rng},
-                    )
-                    if self.rank == 0:
-                        integrity.seal(ckpt_dir / f"step{step}")
-                        prune_checkpoints(ckpt_dir, 1)
+                    self._checkpoint(ckpt_dir, step, history, torch.get_rng_state())
         flush(flushed)
-        train_seconds = time.perf_counter() - t1
+        return {
+            "history": history,
+            "steps": step,
+            "steps_per_epoch": max(1, schedule.per_epoch // cfg.grad_accum),
+            "seconds": compute,  # forward, backward and step of every micro-batch
+            "loop_seconds": time.perf_counter() - t1,
+        }
 
-        state = export_state(self.engine)  # collective under ZeRO-3
-        self.version = job.round
-        ref_seconds = trainer.ref_logps_seconds
-        del trainer, loader, data
-        _release_memory()
-        if self.rank != 0:
-            return {}, None
+    def _resume(self, ckpt_dir: Path, job: RoundJob, steps: int) -> tuple[int, list[dict]]:
+        """(steps done, their metrics) of the newest sealed checkpoint of the round; (0, []) without one."""
+        import torch
+
+        from orchestration.deepspeed_setup import trusted_checkpoint
+
+        tag = trusted_checkpoint(ckpt_dir)
+        if tag is None:
+            return 0, []
+        _, client = self.engine.load_checkpoint(str(ckpt_dir), tag=tag)
+        torch.set_rng_state(client["rng"])
+        log.info("round %d: resuming from %s (step %d of %d)", job.round, tag, int(client["step"]), steps)
+        return int(client["step"]), list(client["history"])
+
+    def _checkpoint(self, ckpt_dir: Path, step: int, history: list[dict], rng: Any) -> None:
+        """A sealed DeepSpeed checkpoint of the round at ``step`` (the newest one only is kept)."""
+        from base import integrity
+        from orchestration.deepspeed_setup import prune_checkpoints
+
+        client = {"step": step, "history": history, "rng": rng}
+        self.engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state=client)
+        if self.rank == 0:
+            integrity.seal(ckpt_dir / f"step{step}")
+            prune_checkpoints(ckpt_dir, 1)
+
+    def _export(self) -> dict[str, Any]:
+        from orchestration.deepspeed_setup import export_state
+
+        return export_state(self.engine)
+
+    def _save_policy(self, job: RoundJob, out: Path, state: dict[str, Any]) -> Any:
+        """Rank 0: the round's policy written to ``out/policy`` and returned as ``PolicyWeights``; the round's
+        checkpoints and dataset cache, now spent, removed (every rank is past them: the export was collective)."""
+        from base import atomic
+        from orchestration.weights import PolicyWeights
+
         module = self.engine.module
         if job.keep_weights:  # on the device: what a weight group sends, without the host
             self._published = (job.round, state)
         weights = PolicyWeights.of(module, job.round, state)
         # a copy: save_pretrained drops the tied lm_head from the dict it is given, and the samplers need it
         atomic.write_dir(out / "policy", lambda tmp: module.save_pretrained(tmp, state_dict=dict(weights.state_dict)))
-        # the round's policy is written: its checkpoints and its dataset cache are spent (every rank is past
-        # them: the weights' export above is collective)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
         shutil.rmtree(out / "pairs-dataset", ignore_errors=True)
-        first, last = (history[0], history[-1]) if history else ({}, {})
-        summary = {
-            "pairs": len(rows),
-            "steps": step,
-            "steps_per_epoch": max(1, per_epoch // cfg.grad_accum),
-            "train_loss": sum(h["loss"] for h in history) / max(1, len(history)),
-            "seconds": compute,  # forward, backward and step of every micro-batch
-            "loop_seconds": train_seconds,
-            "reference_seconds": ref_seconds,  # the reference's forward passes
-            "trainer_build_seconds": build_seconds,  # TRL's trainer: tokenizing and the reference pass
-            "world_size": self.world,
-            "device": str(self.device),
-            "bf16": self.bf16,
-            "trainer/rss_mb": rss_mb(),
-            "trainer/rss_mb_before": rss_before,
-            **{f"first/{k}": v for k, v in first.items()},
-            **last,
-        }
-        summary["round_seconds"] = time.perf_counter() - entered  # all of this call, for bench/round.py
-        atomic.write_json(out / "dpo_summary.json", summary)
-        return summary, weights
+        return weights
 
     # ------------------------------------------------------------------ rank 0 as the weight group's sender
 

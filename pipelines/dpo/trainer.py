@@ -1,6 +1,10 @@
-"""TRL's DPOTrainer for NotaGen models, with NotaGen's DPOP loss added as ``loss_type="dpop"``.
+"""TRL's DPOTrainer for NotaGen models, with NotaGen's DPOP loss added as ``loss_type="dpop"``: the one
+adapter between TRL and this project, and the only place that touches TRL's internals (``TRL_INTERNALS``,
+checked by ``trl_changes``, which the tests and every trainer rank run).
 
-Two things differ from a text LM and are handled here, nowhere else:
+TRL's trainer tokenizes a round's pairs, precomputes the reference log-probs and computes each micro-batch's
+loss; the loop, its optimizer and its schedule are ours (``pipelines.dpo.schedule``), so the DPOConfig made
+here carries no schedule. Two things differ from a text LM and are handled here, nowhere else:
 
 * the collator masks the pad characters inside patches out of the completion, so TRL's summed log-probs
   are NotaGen's sequence log-likelihood (pad chars after a patch's eos are not scored);
@@ -13,6 +17,7 @@ Metrics keep TRL's names (``rewards/chosen``, ``rewards/rejected``, ``rewards/ma
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,19 +42,14 @@ def training_args(
     deepspeed: dict | None = None,
     progress: bool = True,
 ) -> DPOConfig:
-    """TRL's DPOConfig for one round of our ``dpo:`` section: the one place the section is translated."""
+    """TRL's DPOConfig for one round of our ``dpo:`` section: the one place the section is translated. Only
+    what TRL's trainer reads to tokenize, batch and score: learning rate, warm-up, epochs, accumulation,
+    clipping and weight decay are the loop's (``pipelines.dpo.schedule``, ``orchestration.deepspeed_setup``)."""
     return DPOConfig(
         output_dir=output_dir,
         loss_type=[cfg.loss_type],
         beta=cfg.beta,
-        learning_rate=cfg.lr,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=cfg.warmup_steps,
-        num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_pairs,
-        gradient_accumulation_steps=cfg.grad_accum,
-        max_grad_norm=cfg.grad_clip,
-        weight_decay=cfg.weight_decay,
         max_length=max_length,
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=cfg.batch_pairs,
@@ -65,6 +65,35 @@ def training_args(
         # NotaGen's two GPT-2s run without activation checkpointing (TRL turns it on by default)
         gradient_checkpointing=False,
     )
+
+
+# What this project uses of TRL beyond its public API: overridden methods (with the parameters our overrides
+# take) and attributes read from a built trainer. A TRL release that changes one of them fails ``trl_changes``.
+TRL_INTERNALS: dict[str, tuple[str, ...]] = {
+    "DPOTrainer._compute_loss": ("self", "model", "inputs", "return_outputs"),
+    "DPOTrainer._precompute_ref_logps": ("self", "dataset", "name", "batch_size"),
+}
+TRL_ATTRIBUTES = ("_metrics", "loss_types", "precompute_ref_logps", "accelerator", "beta", "ref_model")
+
+
+def trl_changes(trainer: Any = None) -> list[str]:
+    """What of ``TRL_INTERNALS`` (and, given a built trainer, ``TRL_ATTRIBUTES``) the installed TRL no longer
+    has as this adapter expects; empty when all is as it was."""
+    import trl
+
+    problems = []
+    for name, params in TRL_INTERNALS.items():
+        method = getattr(DPOTrainer, name.split(".")[1], None)
+        if method is None:
+            problems.append(f"{name} is gone")
+        elif tuple(inspect.signature(method).parameters) != params:
+            problems.append(f"{name} takes {tuple(inspect.signature(method).parameters)}, not {params}")
+    if trainer is not None:
+        problems += [f"DPOTrainer().{a} is gone" for a in TRL_ATTRIBUTES if not hasattr(trainer, a)]
+        metrics = getattr(trainer, "_metrics", None)
+        if metrics is not None and not (isinstance(metrics, dict) and "train" in metrics):
+            problems.append("DPOTrainer()._metrics has no 'train' metrics")
+    return [f"TRL {trl.__version__}: {p}" for p in problems]
 
 
 @dataclass
@@ -91,6 +120,21 @@ class NotaGenDPOTrainer(DPOTrainer):
             )
         self.ref_logps_seconds = 0.0
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def unpatched(*modules: torch.nn.Module | None) -> None:
+        """Give back each module its class's own ``forward``: TRL patches it on the instance whenever a trainer
+        is built around it, and a long-lived engine's module gets a new trainer every round."""
+        for module in modules:
+            if module is not None:
+                module.__dict__.pop("forward", None)
+
+    def take_metrics(self) -> dict[str, float]:
+        """The mean of each training metric logged since the last call (``rewards/margins``, ...), cleared."""
+        logged = self._metrics["train"]
+        out = {k: sum(v) / len(v) for k, v in logged.items() if v}
+        logged.clear()
+        return out
 
     def _precompute_ref_logps(self, *args: Any, **kwargs: Any) -> Any:
         # timed: the reference's forward passes are a round's compute, building the trainer around them is not

@@ -303,3 +303,55 @@ def test_damage_to_any_stage_redoes_it_and_what_it_fed_and_nothing_before(whole,
     assert redone == ({stage} if leaf else {stage, *later})
     assert table(out) == whole["table"]
     assert all(state == "done" for _, state, _ in status(out, ROUNDS))
+
+
+def _status_text(out: Path, capsys: pytest.CaptureFixture) -> dict[str, str]:
+    """``clampdpo campaign status``'s lines, by stage (the real CLI, in this process)."""
+    from clampdpo.main import main
+
+    capsys.readouterr()
+    assert main(["campaign", "status", str(out)]) == 0
+    text = capsys.readouterr().out
+    rows = {"_text": text}
+    for line in text.splitlines():
+        stage, _, rest = line[4:].partition(" ")
+        if line[:2] == "  " and stage in STAGES:
+            rows[stage] = rest.strip()
+    return rows
+
+
+def test_damage_in_several_stages_at_once_is_reported_and_resume_restores_the_table(whole, capsys):
+    out = copy(whole, "several")
+    unit = out / "round-01" / "samples" / "units" / "unit-0001.jsonl"
+    unit.write_bytes(unit.read_bytes()[:-40])  # cut short, its markers intact
+    (out / "round-01" / "pairs.jsonl").unlink()
+    (out / "round-01" / "metrics.json").write_text("{ garbage")
+    rows = _status_text(out, capsys)
+    assert rows["round-01/sample"].startswith("damaged") and "unit-0001.jsonl changed" in rows["round-01/sample"]
+    assert rows["round-01/pairs"].startswith("damaged") and "pairs.jsonl is missing" in rows["round-01/pairs"]
+    assert rows["round-01/eval"].startswith("damaged") and "metrics.json" in rows["round-01/eval"]
+    assert rows["round-01/score"].startswith("stale") and "campaign resume" in rows["_text"]
+    assert "unreadable:" in rows["_text"] and rows["round-00/eval"].startswith("done")
+    InProcessRuntime.calls.clear()
+    run(whole["parts"], out)
+    assert table(out) == whole["table"]
+    # the cut-short unit is generated again, not the whole stage: one unit of 2 samples
+    assert atomic.read_jsonl(unit) == atomic.read_jsonl(whole["out"] / unit.relative_to(out))
+    assert all(v.startswith("done") for k, v in _status_text(out, capsys).items() if k != "_text")
+
+
+def test_a_garbage_or_deleted_marker_redoes_its_stage_and_all_after(whole, capsys):
+    out = copy(whole, "markers")
+    (out / "markers" / "round-01.score.json").write_text("\x00\x01 not json")
+    rows = _status_text(out, capsys)
+    assert rows["round-01/score"].startswith("damaged") and "marker" in rows["round-01/score"]
+    run(whole["parts"], out)
+    assert table(out) == whole["table"]
+    before = finished(out)
+    (out / "markers" / "round-01.dpo.json").unlink()  # redoing DPO must not keep the old eval as done
+    rows = _status_text(out, capsys)
+    assert rows["round-01/dpo"].startswith("next") and rows["round-01/eval"].startswith("stale")
+    run(whole["parts"], out)
+    after = finished(out)
+    assert {s for s in STAGES if after.get(s) != before.get(s)} == set(STAGES[STAGES.index("round-01/dpo") :])
+    assert table(out) == whole["table"]
