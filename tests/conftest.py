@@ -23,8 +23,8 @@ import yaml
 # The files that wait longest on Ray, DeepSpeed and subprocess start-up, longest first. Run first, they overlap
 # with the many quick files on the other worker (pytest -n 2 --dist loadfile) instead of ending the run alone.
 SLOW_FIRST = (
+    "test_cluster_and_kills.py",
     "test_campaign.py",
-    "test_two_nodes.py",
     "test_driver_kill.py",
     "test_sft_launch.py",
     "test_cli.py",

@@ -29,3 +29,18 @@ def test_every_declared_marker_is_used():
     source = "".join(p.read_text(encoding="utf-8") for p in TESTS.rglob("*.py"))
     unused = [m.split(":")[0] for m in declared.get("markers", []) if f"mark.{m.split(':')[0]}" not in source]
     assert not unused, f"markers declared in pyproject.toml but used by no test: {unused}"
+
+
+# what starts the real stack: Ray (directly, through the actors, the trainer group or Ray Train) or the CLI in a
+# subprocess that does
+STARTS_THE_STACK = ("ensure_ray", "ray.init", "run_sft", "TrainerGroup(", "ActorPool(", '"-m", "clampdpo"')
+
+
+def test_every_module_that_starts_the_real_stack_is_marked_e2e():
+    """So that ``pytest -m 'not e2e'`` is the fast set: the driver, the stages and the pure code, in-process."""
+    unmarked = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        if any(s in text for s in STARTS_THE_STACK) and "pytest.mark.e2e" not in text:
+            unmarked.append(str(path.relative_to(TESTS)))
+    assert not unmarked, f"start Ray, DeepSpeed or the CLI but are not marked e2e: {unmarked}"

@@ -28,6 +28,7 @@ def _holder(folder: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.e2e  # runs the CLI in a subprocess (refused at once: it starts nothing)
 def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_taken_over(tmp_path, caplog):
     folder = tmp_path / "campaign"
     first = _holder(folder)

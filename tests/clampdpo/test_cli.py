@@ -11,6 +11,8 @@ import pytest
 
 from clampdpo.main import build_parser, main
 
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
+
 
 def clampdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     exe = shutil.which("clampdpo") or None

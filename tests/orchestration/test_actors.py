@@ -14,6 +14,8 @@ from orchestration.ray_runtime import ensure_ray
 from orchestration.weights import ObjectStoreChannel, PolicyWeights
 from pipelines.campaign.plan import PromptSpec, round_samples
 
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
+
 
 @pytest.fixture(scope="module")
 def local_ray():

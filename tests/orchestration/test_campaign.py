@@ -1,7 +1,7 @@
 """Campaigns end to end through the real CLI: tiny everything, one round, on local Ray (and on two nodes).
 
 The smoke campaign trains its own policy, evaluator and judge through the real stack; the driver-kill and
-two-node tests (test_driver_kill.py, test_two_nodes.py) start from parts trained in a fixture, so they run
+cluster tests (test_driver_kill.py, test_cluster_and_kills.py) start from parts trained in a fixture, so they run
 beside these.
 """
 
@@ -20,6 +20,8 @@ import mlflow
 import pytest
 
 from tests.conftest import campaign_config, campaign_corpus
+
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
 CLI = [sys.executable, "-m", "clampdpo"]
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +156,7 @@ def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
 def test_status_compare_and_rerun_of_a_finished_campaign(smoke, tmp_path):
     out = smoke["out"]
     status = clampdpo("campaign", "status", str(out))
-    assert status.returncode == 0 and "12/12 stages done" in status.stdout and "CLaMP [95% CI]" in status.stdout
+    assert status.returncode == 0 and "14/14 stages done" in status.stdout and "CLaMP [95% CI]" in status.stdout
     png = tmp_path / "cmp.png"
     cmp_ = clampdpo("campaign", "compare", str(out), str(out), "--plot", str(png))
     assert cmp_.returncode == 0 and "training prompts, round 0 → 1" in cmp_.stdout

@@ -2,7 +2,7 @@
 resume after every stage, damage and invalidation at every stage, and round 100.
 
 ``InProcessRuntime`` stands in for the Ray runtime only (``orchestration.runtime.RayRuntime``, proven with
-Ray, DeepSpeed and TRL by test_campaign.py, test_driver_kill.py, test_role_kills.py and test_two_nodes.py).
+Ray, DeepSpeed and TRL by test_campaign.py, test_driver_kill.py and test_cluster_and_kills.py).
 Everything else is the real code: the driver, the stage bodies, the markers, the metrics, MLflow (a sqlite
 store) and the real evaluator, which scores in this process. Its samples are the corpus's held-out pieces
 (the training pieces would be caught as copies), drawn by seed and policy version and some cut short, so a

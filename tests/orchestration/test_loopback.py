@@ -8,9 +8,12 @@ import os
 from pathlib import Path
 
 import psutil
+import pytest
 import ray
 
 from orchestration.ray_runtime import ensure_ray
+
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
 
 def _listening(root: psutil.Process) -> list[tuple[str, str, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import pytest
 import torch
 
 from models.config import load_model
@@ -11,6 +12,8 @@ from orchestration.config import load_config
 from orchestration.ray_train import run_sft
 from pipelines.train.sft import PatchBatches, evaluate, load_split
 from tests.conftest import write_corpus
+
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
 
 def test_sft_lowers_loss_and_resumes(tmp_path):

@@ -19,6 +19,8 @@ from orchestration.weights import PolicyWeights
 from pipelines.dpo.config import DPORoundConfig
 from tests.conftest import tiny_policy, write_round_pairs
 
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
+
 
 @pytest.fixture(scope="module")
 def local_ray():

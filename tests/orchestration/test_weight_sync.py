@@ -23,6 +23,8 @@ from pipelines.campaign.plan import PromptSpec, round_samples
 from pipelines.dpo.config import DPORoundConfig
 from tests.conftest import tiny_policy, write_round_pairs
 
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
+
 SAMPLING = SamplingConfig(max_patches=16, batch_size=2)
 
 

@@ -1,0 +1,251 @@
+"""A campaign on a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback only), with each
+long-lived role killed in turn — a sampler, a scorer, a trainer rank, then the driver — resumes to exactly
+the samples and scores of the same campaign run calmly on one node: every sample's id and text, every score,
+every DPO step's loss in MLflow.
+
+On the cluster every role has cores of its own, scoring runs alongside sampling and each round's weights
+are broadcast from the trainer into the samplers on both nodes; on one node the roles share cores and take
+turns, and weights go through the object store. Round 1's samples are also checked against the plan's
+seeds generated here, in one process (an oracle outside the campaign). The roles are found among the
+processes of the cluster's own nodes, by the titles Ray gives its actors.
+
+(One run proves both: the cluster and the kills each needed a campaign and a calm one-node twin of their own.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import psutil
+import pytest
+import yaml
+
+from pipelines.campaign.plan import Prompts, round_samples
+from tests.conftest import campaign_config, campaign_rows, planned_samples
+
+pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
+
+CLI = [sys.executable, "-m", "clampdpo"]
+REPO = Path(__file__).resolve().parents[2]
+ROUNDS = 3
+
+
+def _config(tmp: Path, parts: dict, out: Path, channel: str) -> Path:
+    path = campaign_config(
+        tmp,
+        parts["corpus"],
+        out,
+        rounds=ROUNDS,
+        unit_size=2,
+        samples_per_prompt=16,
+        use_judge=False,
+        num_samplers=2,
+        num_scorers=1,
+        policy_from=str(parts["policy"]),
+        evaluator_from=str(parts["evaluator"]),
+        weight_channel=channel,
+    )
+    cfg = yaml.safe_load(path.read_text())
+    # a checkpoint every step, so the trainer is killed between two; music21's reader gives scoring some length
+    cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_parse": True})
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_node(args: list[str], env: dict) -> subprocess.Popen:
+    """A ``ray start --block`` node in its own process group, so the test stops exactly what it started."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    return subprocess.Popen(
+        [ray_bin, "start", "--block", "--disable-usage-stats", "--num-cpus=2"] + args,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _alive_nodes(address: str, env: dict) -> int:
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+            "print(sum(n['Alive'] for n in ray.nodes()))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
+
+
+def _cluster(env: dict) -> tuple[str, list[subprocess.Popen]]:
+    address = f"127.0.0.1:{_free_port()}"
+    nodes = [_ray_node(["--head", f"--port={address.split(':')[1]}", "--include-dashboard=false"], env)]
+    host, port = address.split(":")
+    deadline = time.time() + 120
+    while True:  # the head's GCS accepts connections: the second node can join
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            break
+        except OSError:
+            assert time.time() < deadline, "the head node did not come up"
+            time.sleep(0.2)
+    nodes.append(_ray_node([f"--address={address}"], env))
+    deadline = time.time() + 180
+    while _alive_nodes(address, env) < 2:
+        assert time.time() < deadline, "the two-node cluster did not come up"
+        time.sleep(0.5)
+    return address, nodes
+
+
+def _stop(nodes: list[subprocess.Popen]) -> None:
+    # `ray start --block` leaves its raylet and GCS running for a long while after SIGTERM: a short grace, then
+    # the whole process group of each node (raylet, GCS, workers) is killed
+    for node in nodes:
+        os.killpg(node.pid, signal.SIGTERM)
+    for node in nodes:
+        try:
+            node.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(node.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        node.wait()
+
+
+def _role_pids(nodes: list[subprocess.Popen], title: str) -> list[int]:
+    """The processes of this test's cluster (the nodes' descendants) whose title Ray set to ``ray::<title>``."""
+    found = []
+    for node in nodes:
+        for child in psutil.Process(node.pid).children(recursive=True):
+            try:
+                if " ".join(child.cmdline()).startswith(f"ray::{title}"):
+                    found.append(child.pid)
+            except psutil.Error:  # gone meanwhile
+                pass
+    return found
+
+
+def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+    deadline = time.time() + 600
+    while not ready():
+        assert proc.poll() is None, f"the campaign ended before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _kill_role(nodes: list[subprocess.Popen], title: str) -> None:
+    pids = _role_pids(nodes, title)
+    assert pids, f"no {title} process on the cluster"
+    os.kill(pids[0], signal.SIGKILL)
+
+
+def _losses(folder: Path, k: int) -> list[tuple[int, float]]:
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    run_id = json.loads((folder / f"round-{k:02d}" / "run.json").read_text())["run_id"]
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss"))
+
+
+def _marker(folder: Path, stage: str) -> dict:
+    return json.loads((folder / "markers" / f"{stage.replace('/', '.')}.json").read_text())
+
+
+def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_calm_one_node_campaign(tiny_parts, tmp_path):
+    calm_dir, killed_dir = tmp_path / "calm", tmp_path / "killed"
+    calm = subprocess.run(
+        CLI + ["campaign", "run", "--config", str(_config(tmp_path, tiny_parts, calm_dir, "object_store"))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert calm.returncode == 0, calm.stderr[-4000:]
+
+    # a test cluster on loopback: no token (Ray ≥ 2.5x asks every node and driver for one by default)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    address, nodes = _cluster(env)
+    try:
+        cfg = _config(tmp_path, tiny_parts, killed_dir, "broadcast")
+        proc = subprocess.Popen(
+            CLI + ["campaign", "run", "--config", str(cfg), "--ray-address", address],
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        r1, r2 = killed_dir / "round-01", killed_dir / "round-02"
+        try:
+            _wait_for(proc, lambda: any((r1 / "samples" / "units").glob("unit-*.jsonl")), "round 1's first sample")
+            _kill_role(nodes, "SamplerActor")
+            _wait_for(proc, lambda: any((r1 / "scores" / "units").glob("unit-*.jsonl")), "round 1's first score")
+            _kill_role(nodes, "ScorerActor")
+            _wait_for(proc, lambda: (r1 / "dpo" / "checkpoints" / "latest").is_file(), "round 1's first checkpoint")
+            _kill_role(nodes, "DPOWorker")
+            _wait_for(proc, lambda: any((r2 / "samples" / "units").glob("unit-*.jsonl")), "round 2's first sample")
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver, mid-round (its actors go with its job)
+            proc.wait()
+        assert not (killed_dir / "markers" / "round-02.sample.json").exists()
+        resumed = subprocess.run(
+            CLI + ["campaign", "resume", str(killed_dir), "--ray-address", address],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=900,
+        )
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
+    finally:
+        _stop(nodes)
+
+    # each kill really cost a unit or a group, and was recovered from
+    assert _marker(killed_dir, "round-01/sample")["actor_failures"] >= 1
+    assert _marker(killed_dir, "round-01/score")["actor_failures"] >= 1
+    dpo, calm_dpo = _marker(killed_dir, "round-01/dpo"), _marker(calm_dir, "round-01/dpo")
+    assert dpo["trainer/restarts"] == 1
+    assert dpo["steps"] == calm_dpo["steps"] and dpo["train_loss"] == calm_dpo["train_loss"]
+    # every DPO step in MLflow once, with the calm campaign's value, those before the kill too
+    assert _losses(killed_dir, 1) == _losses(calm_dir, 1) and len(_losses(calm_dir, 1)) == dpo["steps"]
+
+    # everything sampled and scored equals the calm one-node campaign's
+    calm_rows, killed_rows = campaign_rows(calm_dir), campaign_rows(killed_dir)
+    assert sorted(calm_rows) == sorted(killed_rows) and len(calm_rows) == 2 + 4 * ROUNDS
+    for path, rows in calm_rows.items():
+        assert killed_rows[path] == rows, f"{path} differs from the calm one-node campaign"
+    assert {r["policy_version"] for r in calm_rows["round-02/samples/samples.jsonl"]} == {1}
+    specs = round_samples(Prompts.from_dict(json.loads((calm_dir / "prompts.json").read_text())).train, 1, 16, 0)
+    r1_rows = calm_rows["round-01/samples/samples.jsonl"]
+    assert [r["text"] for r in r1_rows] == planned_samples(tiny_parts["policy"], specs)  # as in one process
+
+    # on the cluster: samplers on both nodes; after the resume the new trainer group formed its weight group
+    # once (round 2) and pushed round 3's weights through it straight into the samplers, which fetched nothing
+    last = [json.loads(x) for x in (killed_dir / "round-03" / "samples" / "samples.jsonl").read_text().splitlines()]
+    assert len({r["node"] for r in last}) == 2
+    dpos = [_marker(killed_dir, f"round-{k:02d}/dpo") for k in (2, 3)]
+    assert [(d["weights/transport"], d["weights/group_formed"]) for d in dpos] == [("gloo", 1), ("gloo", 0)]
+    assert dpos[0]["trainer/start_seconds"] > 0 and dpos[1]["trainer/start_seconds"] == 0
+    eval3 = killed_dir / "round-03" / "eval" / "samples" / "samples.jsonl"
+    evals = [json.loads(x) for x in eval3.read_text().splitlines()]
+    assert evals and all(r["load_seconds"] < 0.05 and r["policy_version"] == 3 for r in evals)
+    # samplers and scorers have cores of their own there: each unit of round 3 was scored as soon as sampled
+    assert _marker(killed_dir, "round-03/score")["units_run"] == 0
