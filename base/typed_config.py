@@ -118,9 +118,14 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cast(Any, cls)) if f.init}
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
     kwargs = {}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else str(key)
+        if key in renamed and key not in fields:  # a field's old name (a saved campaign, an old config file)
+            key = renamed[key]
+            if key in data:
+                raise ConfigError(f"{name}: the old name of {key}, which is given too; keep one")
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

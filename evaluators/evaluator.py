@@ -105,7 +105,7 @@ class ScoreRecord:
     meter_bars: int = 0  # voice-bars checked against the meter (evaluators/meter.py)
     meter_full: int = 0  # of those, the bars that fill it
     time_signature: str = ""  # its header's M: (the metre distribution is a guard: evaluators/meter.py)
-    parses_abc: bool | None = None  # music21's own ABC reader reads it (None: not checked)
+    music21_reads: bool | None = None  # music21's own ABC reader reads it (None: not checked)
     stats: dict[str, list[int]] | None = None  # note histograms (evaluators/music_stats.py), when it parses
     music: dict[str, float] | None = None  # scalar music statistics (music_stats.SCALARS), when it parses
     feature: list[float] = field(default_factory=list, repr=False)
@@ -119,6 +119,12 @@ class ScoreRecord:
         if not with_feature:
             out.pop("feature")
         return out
+
+
+def music21_reads_of(row: dict) -> bool | None:
+    """A score row's answer to "does music21's own ABC reader read it?" (None: not asked). Rows scored before
+    the idea had one name call it ``parses_abc``."""
+    return row.get("music21_reads", row.get("parses_abc"))
 
 
 class Evaluator:
@@ -214,10 +220,10 @@ class Evaluator:
         guards_on: bool = True,
         with_features: bool = False,
         progress: bool = False,
-        music21_abc: bool = False,
+        check_music21_reads: bool = False,
     ) -> list[ScoreRecord]:
         """One record per (interleaved ABC, prompt): CLaMP score and, with ``guards_on``, validity,
-        plagiarism, pitch-class entropy, meter fill and note statistics; with ``music21_abc`` also whether
+        plagiarism, pitch-class entropy, meter fill and note statistics; with ``check_music21_reads`` also whether
         music21's own ABC reader reads it (a tenth of a second a piece). A missing or empty text scores nan
         and is invalid."""
         if len(abc_texts) != len(prompts):
@@ -238,16 +244,16 @@ class Evaluator:
             global_score = float(cosine(f[None], self.centroids[GLOBAL])[0]) if ok and self.offset is None else math.nan
             rec = ScoreRecord(prompt, score, global_score, feature=f.tolist() if with_features else [])
             if guards_on and ok:
-                self._guard(rec, text, f, music21_abc)
+                self._guard(rec, text, f, check_music21_reads)
             elif not ok:
                 rec.invalid_reason = "empty piece"
             records.append(rec)
         return records
 
-    def _guard(self, rec: ScoreRecord, text: str, feature: np.ndarray, music21_abc: bool) -> None:
+    def _guard(self, rec: ScoreRecord, text: str, feature: np.ndarray, check_music21_reads: bool) -> None:
         """The checks of one readable piece that are not the reward."""
         from evaluators.meter import meter_fill, time_signature
-        from evaluators.music_stats import describe, note_stats, parses_with_music21_abc
+        from evaluators.music_stats import describe, music21_reads, note_stats
 
         v = check_validity(text)
         rec.valid, rec.parses, rec.aligned, rec.invalid_reason = v.valid, v.parses, v.aligned, v.reason
@@ -274,12 +280,12 @@ class Evaluator:
             rec.meter_bars, rec.meter_full = fill.bars, fill.full
         except Exception as err:  # generated text can hold anything: a guard that cannot read it counts nothing
             log.debug("meter fill of a %s piece: %s", rec.prompt, err)
-        if music21_abc:
+        if check_music21_reads:
             try:
                 standard = "".join(deinterleave(text.splitlines(keepends=True)))
-                rec.parses_abc = parses_with_music21_abc(standard)[0]
+                rec.music21_reads = music21_reads(standard)[0]
             except InterleaveError:
-                rec.parses_abc = False
+                rec.music21_reads = False
 
     def set_metrics(self, features: np.ndarray, prompts: list[str]) -> dict[str, float]:
         """Diversity and Fréchet distance of a set of samples (``guards.set_metrics``)."""

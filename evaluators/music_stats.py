@@ -165,7 +165,7 @@ def summed(stats: Iterable[dict[str, list[int]] | None], name: str) -> list[int]
     return total
 
 
-def parses_with_music21_abc(standard_abc: str) -> tuple[bool, str]:
+def music21_reads(standard_abc: str) -> tuple[bool, str]:
     """Whether music21's own ABC reader reads a standard (voice-block) ABC piece and finds notes in it."""
     import music21
 

@@ -148,7 +148,7 @@ class ScorerActor:
         self.judge = Evaluator.for_config(spec.judge_dir, spec.judge, device) if spec.judge_dir and spec.judge else None
 
     def score(self, unit: dict) -> list[dict]:
-        """Score a unit's ``rows`` (id, prompt, seed, interleaved, finished); ``music21_abc`` also checks each
+        """Score a unit's ``rows`` (id, prompt, seed, interleaved, finished); ``check_music21_reads`` also checks each
         piece with music21's own ABC reader."""
         from pipelines.dpo.pairs import staves_grouped
 
@@ -156,7 +156,9 @@ class ScorerActor:
         texts = [r.get("interleaved") or "" for r in rows]
         prompts = [r["prompt"] for r in rows]
         start = time.perf_counter()
-        records = self.evaluator.score(texts, prompts, with_features=True, music21_abc=unit.get("music21_abc", False))
+        records = self.evaluator.score(
+            texts, prompts, with_features=True, check_music21_reads=unit.get("check_music21_reads", False)
+        )
         judged = self.judge.score(texts, prompts, guards_on=False) if self.judge else [None] * len(rows)
         seconds = time.perf_counter() - start
         out = []

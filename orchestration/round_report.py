@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from base import atomic
 from pipelines.campaign import identity
 from pipelines.campaign.layout import SAMPLES_FILE, SCORES_FILE, Layout, round_name
+from pipelines.campaign.metrics import migrate
 
 if TYPE_CHECKING:
     from orchestration.campaign_tracking import CampaignTracker
@@ -47,7 +48,7 @@ class CampaignRecords:
         report; returns what its marker keeps (the artifacts' seconds, which bench/round.py shows apart)."""
         start = time.perf_counter()
         layout, t = self.layout, self.tracker
-        metrics = json.loads(layout.metrics(k).read_text())["metrics"]
+        metrics = migrate(json.loads(layout.metrics(k).read_text())["metrics"])
         child = self.child(k)
         art = layout.artifacts(k)
         report = self._artifacts(k, art, best_worst_per_prompt) if artifacts else None

@@ -76,7 +76,7 @@ class RoundStages:
             if r["prompt"] in keys
         ]
         atomic.write_jsonl(self.layout.real / SAMPLES_FILE, rows)
-        scored = self._score(self.layout.real, self.layout.real, music21_abc=True)
+        scored = self._score(self.layout.real, self.layout.real, check_music21_reads=True)
         return {**scored, **self._describe_corpus()}
 
     def _describe_corpus(self) -> dict[str, Any]:
@@ -120,12 +120,14 @@ class RoundStages:
 
     def sample(self, k: int) -> dict[str, Any]:
         specs = plan.round_samples(self.setup.prompts.train, k, self.cfg.samples_per_prompt, self.cfg.seed)
-        alongside = Scoring(self.layout.scores(k), self.scorers, self.project.dpo.require_parse)
+        alongside = Scoring(self.layout.scores(k), self.scorers, self.project.dpo.require_music21_reads)
         return self._sample(specs, k - 1, self.layout.samples(k), alongside)
 
     def score(self, k: int) -> dict[str, Any]:
         # the parse guard is an exclusion only when asked for: music21's ABC reader costs ~0.1 s a piece
-        return self._score(self.layout.samples(k), self.layout.scores(k), music21_abc=self.project.dpo.require_parse)
+        return self._score(
+            self.layout.samples(k), self.layout.scores(k), check_music21_reads=self.project.dpo.require_music21_reads
+        )
 
     def pairs(self, k: int) -> dict[str, Any]:
         from pipelines.campaign.pairs import round_pairs
@@ -207,7 +209,7 @@ class RoundStages:
         t0 = time.perf_counter()
         sampled = self._sample(specs, k, self.layout.eval_samples(k), alongside)
         t1 = time.perf_counter()
-        scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k), music21_abc=True)
+        scored = self._score(self.layout.eval_samples(k), self.layout.eval_scores(k), check_music21_reads=True)
         t2 = time.perf_counter()
         scores = atomic.read_jsonl(self.layout.eval_scores(k) / SCORES_FILE)
         round0 = atomic.read_jsonl(self.layout.eval_scores(0) / SCORES_FILE) if k > 0 else None
@@ -252,8 +254,8 @@ class RoundStages:
         atomic.write_jsonl(folder / SAMPLES_FILE, rows)
         return {"samples": len(rows), **stats}
 
-    def _score(self, samples: Path, folder: Path, music21_abc: bool = False) -> dict[str, Any]:
+    def _score(self, samples: Path, folder: Path, check_music21_reads: bool = False) -> dict[str, Any]:
         rows = [score_row(s) for s in atomic.read_jsonl(samples / SAMPLES_FILE)]
-        scored, stats = self.runtime.score(rows, Scoring(folder, self.scorers, music21_abc))
+        scored, stats = self.runtime.score(rows, Scoring(folder, self.scorers, check_music21_reads))
         atomic.write_jsonl(folder / SCORES_FILE, scored)
         return {"scored": len(scored), **stats}

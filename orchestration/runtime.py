@@ -52,11 +52,11 @@ class Scorers:
 
 @dataclass(frozen=True)
 class Scoring:
-    """Where a stage's scores go and how they are read (``music21_abc``: also check with music21's reader)."""
+    """Where a stage's scores go and how they are read (``check_music21_reads``: also ask music21's reader)."""
 
     folder: Path
     scorers: Scorers
-    music21_abc: bool
+    check_music21_reads: bool
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class RayRuntime:
             self.cfg.unit_size,
             "score",
             lambda: self._pool("scorers", scoring.scorers),
-            lambda chunk: {"rows": chunk, "music21_abc": scoring.music21_abc},
+            lambda chunk: {"rows": chunk, "check_music21_reads": scoring.check_music21_reads},
         )
 
     def describe(self, folder: Path, rows: Rows, scorers: Scorers) -> tuple[Rows, Stats]:
@@ -341,7 +341,7 @@ class RayRuntime:
                 )
 
         def send(name: str, rows: Rows) -> None:
-            feed.put((name, {"rows": [score_row(r) for r in rows], "music21_abc": scoring.music21_abc}))
+            feed.put((name, {"rows": [score_row(r) for r in rows], "check_music21_reads": scoring.check_music21_reads}))
 
         worker = threading.Thread(target=work, name="scoring-alongside", daemon=True)
         worker.start()

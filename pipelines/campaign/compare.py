@@ -11,7 +11,7 @@ from typing import Any
 from base import atomic
 from pipelines.campaign.artifacts import write_png
 from pipelines.campaign.layout import Layout
-from pipelines.campaign.metrics import format_table, summary
+from pipelines.campaign.metrics import format_table, migrate, summary
 
 PLOTTED = [
     ("train/clamp/mean", "CLaMP score (training prompts)"),
@@ -31,7 +31,7 @@ def read_rounds(campaign_dir: str | Path) -> tuple[list[dict[str, float]], list[
     layout = Layout(folder)
     for f in map(layout.metrics, layout.evaluated_rounds()):
         try:
-            row = json.loads(f.read_text(encoding="utf-8"))["metrics"]
+            row = migrate(json.loads(f.read_text(encoding="utf-8"))["metrics"])
             float(row["round"])
             rows.append(row)
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:

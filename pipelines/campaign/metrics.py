@@ -10,13 +10,13 @@ held-out pieces (the eval split of the corpus, scored the same way):
     {group}/clamp_gain/..., {group}/judge_gain/...                       paired difference to round 0
     {group}/auc_real_vs_samples      P(a real piece outscores a sample of its prompt): the reward's headroom
     {group}/above_real               share of samples scoring above their prompt's real mean (over-optimisation)
-    {group}/validity, meter_fill, parse_abc, plagiarism, finished        guard rates
+    {group}/validity, meter_fill, music21_reads, plagiarism, finished    guard rates
     {group}/diversity                mean pairwise cosine of samples within a prompt (real: {group}/real/...)
     {group}/js/{pitch_class,interval,duration}  Jensen-Shannon divergence of note statistics from real pieces
     {group}/js/meter                 the same for the time signatures (a policy collapsing onto one metre)
     {group}/frechet                  Fréchet distance of the features to the prompt's ground truth
     {group}/bars                     mean voice-bars per piece (a policy that learns to stop early)
-    {group}/real/{clamp,judge,validity,meter_fill,parse_abc,diversity,bars}   the same for the real pieces
+    {group}/real/{clamp,judge,validity,meter_fill,music21_reads,diversity,bars}   the same for the real pieces
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.evaluator import music21_reads_of
 from evaluators.meter import fill_share
 from pipelines.campaign.music_metrics import RealMusic, music_metrics
 from pipelines.campaign.protocol import Interval, auc, bootstrap_mean, paired
@@ -118,7 +119,7 @@ def group_metrics(
     for prefix, subset in (("", rows), ("real/", real)):
         out[f"{prefix}validity"] = _rate(subset, lambda r: r.get("valid"))
         out[f"{prefix}meter_fill"] = fill_share(subset)
-        out[f"{prefix}parse_abc"] = _rate(subset, lambda r: r.get("parses_abc"))
+        out[f"{prefix}music21_reads"] = _rate(subset, music21_reads_of)
         out[f"{prefix}diversity"] = _diversity(subset)
         out[f"{prefix}bars"] = float(np.mean([int(r.get("meter_bars", 0)) for r in subset])) if subset else math.nan
     out["plagiarism"] = _rate(rows, lambda r: r.get("plagiarism"))
@@ -223,10 +224,24 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
+# metric names as they were before each idea had one name → their name now (``migrate``)
+RENAMED_METRICS = {"parse_abc": "music21_reads"}
+
+
+def migrate(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A round's metrics under today's names: a metrics.json written before a rename reads as a new one."""
+    out = {}
+    for key, value in metrics.items():
+        head, _, last = key.rpartition("/")
+        new = RENAMED_METRICS.get(last)
+        out[f"{head}/{new}" if head and new else new or key] = value
+    return out
+
+
 COLUMNS = [  # (header, metric name, format): rates and distances of a group
     ("valid", "validity", "{:.2f}"),
     ("meter", "meter_fill", "{:.2f}"),
-    ("parse", "parse_abc", "{:.2f}"),
+    ("m21", "music21_reads", "{:.2f}"),
     ("div", "diversity", "{:.2f}"),
     (">real", "above_real", "{:.2f}"),
     ("AUC", "auc_real_vs_samples", "{:.2f}"),
@@ -241,7 +256,7 @@ COLUMNS = [  # (header, metric name, format): rates and distances of a group
 REAL_COLUMNS = {
     "validity": "real/validity",
     "meter_fill": "real/meter_fill",
-    "parse_abc": "real/parse_abc",
+    "music21_reads": "real/music21_reads",
     "diversity": "real/diversity",
     "music/similarity/mean": "real/music/similarity",
     "fidelity/mean": "real/fidelity",
@@ -324,8 +339,8 @@ def summary(rows: list[dict[str, float]], details: dict[str, Any] | None = None)
             f"real {_num(g('real/music/similarity'), '{:.3f}')}); fidelity {_num(g('fidelity/mean', first), '{:.2f}')}"
             f" → {_num(g('fidelity/mean'), '{:.2f}')} (real {_num(g('real/fidelity'), '{:.2f}')}); meter fill "
             f"{_num(g('meter_fill', first), '{:.2f}')} → {_num(g('meter_fill'), '{:.2f}')} (real "
-            f"{_num(g('real/meter_fill'), '{:.2f}')}); parse rate {_num(g('parse_abc', first), '{:.2f}')} → "
-            f"{_num(g('parse_abc'), '{:.2f}')}; validity {_num(g('validity', first), '{:.2f}')} → "
+            f"{_num(g('real/meter_fill'), '{:.2f}')}); music21 reads {_num(g('music21_reads', first), '{:.2f}')} → "
+            f"{_num(g('music21_reads'), '{:.2f}')}; validity {_num(g('validity', first), '{:.2f}')} → "
             f"{_num(g('validity'), '{:.2f}')}; diversity {_num(g('diversity', first), '{:.2f}')} → "
             f"{_num(g('diversity'), '{:.2f}')} (real {_num(g('real/diversity'), '{:.2f}')}); metres' divergence "
             f"from the real pieces' {_num(g('js/meter', first), '{:.2f}')} → {_num(g('js/meter'), '{:.2f}')}; "

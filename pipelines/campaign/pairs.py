@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evaluators.evaluator import music21_reads_of
 from evaluators.meter import fill_share, time_signature
 from evaluators.music_stats import DURATION_BINS, RHYTHM_AND_MOTION, atypicality, summed
 from evaluators.scores import rewards
@@ -164,8 +165,8 @@ def candidates(
                 meter_fill=fill_share([s]),
                 min_meter_fill=cfg.min_meter_fill,
                 ceiling=ceilings.get(prompt, math.inf),
-                parses=s.get("parses_abc"),
-                require_parse=cfg.require_parse,
+                music21_reads=music21_reads_of(s),
+                require_music21_reads=cfg.require_music21_reads,
                 group=(groups or {}).get(s["id"], ""),
                 # a prompt without real pieces' statistics has no limit to hold its candidates to: nan fails
                 atypicality=atypicality(s.get("stats"), references[prompt]) if prompt in references else math.nan,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from base.typed_config import check, option
 from evaluators.scores import REWARDS
@@ -34,6 +34,8 @@ GUARDS = ("off", "warn", "skip")
 @dataclass
 class DPORoundConfig:
     """Pairs and DPO training of one round (NotaGen's CLaMP-DPO settings by default)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"require_parse": "require_music21_reads"}  # old name → field
 
     reward: str = option(
         "centroid",
@@ -73,7 +75,7 @@ class DPORoundConfig:
         "(on the default corpus it barred a third of the American 2/4 tunes, the prompt's commonest metre, and "
         "the policy left that metre); 0.9 bars only what scores above nearly every real piece.",
     )
-    require_parse: bool = option(
+    require_music21_reads: bool = option(
         False,
         help="A candidate may be chosen only when music21's own ABC reader reads it (the parse-rate guard used "
         "as an exclusion; the candidates are then checked while they are scored, ~0.1 s each on a CPU core).",

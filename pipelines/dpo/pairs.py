@@ -38,8 +38,8 @@ class Candidate:
     meter_fill: float = 1.0  # share of its bars that fill the meter (evaluators/meter.py)
     min_meter_fill: float = 0.0  # below this it may not be chosen (dpo.min_meter_fill)
     ceiling: float = math.inf  # above this score it may not be chosen (dpo.cap_at_real)
-    parses: bool | None = None  # music21's own ABC reader reads it (None: not checked)
-    require_parse: bool = False  # unread (or unchecked) it may not be chosen (dpo.require_parse)
+    music21_reads: bool | None = None  # music21's own ABC reader reads it (None: not checked)
+    require_music21_reads: bool = False  # unread (or unchecked) it may not be chosen (dpo.require_music21_reads)
     group: str = ""  # its style, for the real pieces' shares of styles (dpo.chosen_like_real)
     atypicality: float = math.nan  # its note lengths / intervals against the prompt's real pieces (music_stats)
     max_atypicality: float = math.inf  # above this (or nan) it may not be chosen (dpo.typical_notes_quantile)
@@ -49,8 +49,8 @@ class Candidate:
         """Why the piece may not be chosen ('' when it may)."""
         if not self.valid:
             return "invalid or bars not aligned"
-        if self.require_parse and self.parses is not True:
-            return "music21 cannot read it" if self.parses is False else "not checked by music21"
+        if self.require_music21_reads and self.music21_reads is not True:
+            return "music21 cannot read it" if self.music21_reads is False else "not checked by music21"
         if self.min_meter_fill > 0 and not self.meter_fill >= self.min_meter_fill:  # nan (no bars) fails a floor
             return "bars do not fill the meter"
         if self.max_atypicality < math.inf and not self.atypicality <= self.max_atypicality:

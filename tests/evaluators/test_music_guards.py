@@ -12,7 +12,7 @@ import pytest
 from base.abc.score import parse_interleaved
 from evaluators.corrupt import bar_lengths, cut_ending, octave_leaps, stutter
 from evaluators.meter import fill_share, meter_fill, meter_length
-from evaluators.music_stats import atypicality, js_divergence, note_stats, parses_with_music21_abc
+from evaluators.music_stats import atypicality, js_divergence, music21_reads, note_stats
 
 HEAD = "L:1/8\nM:3/4\nK:G\nV:1 treble\n"
 
@@ -50,10 +50,10 @@ def test_every_voice_is_checked_and_inline_meter_changes_follow():
     assert math.isnan(meter_fill("L:1/8\nM:none\nK:C\nV:1 treble\n[V:1]c8|\n").rate)  # free meter: nothing checked
 
 
-def test_music21_abc_reader_guard():
-    ok, _ = parses_with_music21_abc("L:1/8\nM:3/4\nK:G\nV:1\nG2 A2 B2|c6|]\n")
+def test_music21_reads_guard():
+    ok, _ = music21_reads("L:1/8\nM:3/4\nK:G\nV:1\nG2 A2 B2|c6|]\n")
     assert ok
-    bad, reason = parses_with_music21_abc("L:1/8\nM:3/4\nK:G\nV:1\n")
+    bad, reason = music21_reads("L:1/8\nM:3/4\nK:G\nV:1\n")
     assert not bad and "no notes" in reason
 
 

@@ -91,7 +91,7 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
                 "above_real",
                 "validity",
                 "meter_fill",
-                "parse_abc",
+                "music21_reads",
                 "diversity",
                 "real/clamp",
                 "real/diversity",

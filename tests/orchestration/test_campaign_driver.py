@@ -94,9 +94,11 @@ class InProcessRuntime:
             self._scorer = ScorerActor(ScorerSpec(self._scorers.evaluator_dir, self.project.evaluator), Resources(1))
         out = []
         for row in unit["rows"]:
-            key = (row["prompt"], row["interleaved"], unit["music21_abc"])
+            key = (row["prompt"], row["interleaved"], unit["check_music21_reads"])
             if key not in _SCORED:
-                _SCORED[key] = self._scorer.score({"rows": [row], "music21_abc": unit["music21_abc"]})[0]
+                _SCORED[key] = self._scorer.score({"rows": [row], "check_music21_reads": unit["check_music21_reads"]})[
+                    0
+                ]
             out.append({**_SCORED[key], "id": row["id"], "seed": row["seed"], "finished": row["finished"]})
         return out
 
@@ -104,7 +106,7 @@ class InProcessRuntime:
         self.calls["score"] += 1
         self._scorers = scoring.scorers
         pool = _Pool(lambda unit: self._score_unit(unit))
-        payload = lambda chunk: {"rows": chunk, "music21_abc": scoring.music21_abc}  # noqa: E731
+        payload = lambda chunk: {"rows": chunk, "check_music21_reads": scoring.check_music21_reads}  # noqa: E731
         return run_units(scoring.folder, rows, self.cfg.unit_size, "score", lambda: pool, payload)
 
     def describe(self, folder: Path, rows: list[dict], scorers: Any) -> Any:

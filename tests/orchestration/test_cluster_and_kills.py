@@ -56,7 +56,7 @@ def _config(tmp: Path, parts: dict, out: Path, channel: str) -> Path:
     )
     cfg = yaml.safe_load(path.read_text())
     # a checkpoint every step, so the trainer is killed between two; music21's reader gives scoring some length
-    cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_parse": True})
+    cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_music21_reads": True})
     path.write_text(yaml.safe_dump(cfg))
     return path
 

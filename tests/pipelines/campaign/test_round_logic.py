@@ -71,7 +71,7 @@ def test_round_pairs_shape_the_chosen_like_the_real_pieces_and_read_the_parse_gu
     samples = {i: _sample(i, "A", f"M:{m}\nK:D\n") for i, m in meters.items()}
     scores = [_score(i, "A", v) for i, v in zip(meters, (0.9, 0.8, 0.5, 0.1, 0.05))]
     for row in scores:
-        row["parses_abc"] = row["id"] != "s1"
+        row["music21_reads"] = row["id"] != "s1"
 
     def pairs(real_meters: list[str], **cfg) -> list[tuple[str, str]]:
         real = [{"id": f"r{j}", "prompt": "A", "clamp_score": 1.0} for j in range(len(real_meters))]
@@ -81,9 +81,9 @@ def test_round_pairs_shape_the_chosen_like_the_real_pieces_and_read_the_parse_gu
 
     assert pairs(["2/4", "6/8"]) == [("s1", "s4"), ("s1", "s5"), ("s2", "s4"), ("s2", "s5")]
     # music21 cannot read s1, so s3 moves up into the chosen
-    guarded = pairs(["2/4", "6/8"], require_parse=True)
+    guarded = pairs(["2/4", "6/8"], require_music21_reads=True)
     assert guarded == [("s2", "s4"), ("s2", "s5"), ("s3", "s4"), ("s3", "s5")]
-    assert pairs(["2/4", "6/8"], require_parse=True, chosen_like_real=["meter"]) == guarded  # one place each
+    assert pairs(["2/4", "6/8"], require_music21_reads=True, chosen_like_real=["meter"]) == guarded  # one place each
     # the real pieces are all 2/4: both places go to 2/4 pieces, whatever the reward thinks of 6/8
     assert pairs(["2/4", "2/4"], chosen_like_real=["meter"]) == [("s3", "s5"), ("s4", "s5")]
 
@@ -176,7 +176,7 @@ def _eval_row(
         "finished": True,
         "meter_bars": 2,
         "meter_full": 2,
-        "parses_abc": True,
+        "music21_reads": True,
         "feature": feature,
         "stats": {"pitch_class": [1] * 12, "interval": [1] * 25, "duration": [1] * 9},
     }
@@ -191,7 +191,9 @@ def test_round_metrics_by_group_against_round_0_and_the_real_pieces():
         _eval_row("H", 1, 0.6, 0.6, t[1]),
     ]
     meters = ["6/8", "2/4", "2/4"]
-    r1 = [_eval_row("A", k, 0.3 + 0.1 * k, 0.6, t[k], parses_abc=k > 0, time_signature=meters[k]) for k in range(3)] + [
+    r1 = [
+        _eval_row("A", k, 0.3 + 0.1 * k, 0.6, t[k], music21_reads=k > 0, time_signature=meters[k]) for k in range(3)
+    ] + [
         _eval_row("H", 0, 0.4, 0.4, t[0]),
         _eval_row("H", 1, 0.6, 0.6, t[1], valid=False),
     ]
@@ -206,7 +208,7 @@ def test_round_metrics_by_group_against_round_0_and_the_real_pieces():
     # real 0.35, 0.45 against samples 0.3, 0.4, 0.5: 0.35 beats 1 of 3, 0.45 beats 2 of 3 → 3/6
     assert m["train/auc_real_vs_samples"] == pytest.approx(0.5)
     assert m["train/above_real"] == pytest.approx(1 / 3)  # only 0.5 is above the real mean 0.4
-    assert m["train/parse_abc"] == pytest.approx(2 / 3) and m["train/meter_fill"] == 1.0
+    assert m["train/music21_reads"] == pytest.approx(2 / 3) and m["train/meter_fill"] == 1.0
     assert m["train/diversity"] == pytest.approx((0 + 2**-0.5 + 2**-0.5) / 3)
     assert m["train/real/diversity"] == pytest.approx(0.0)  # the two real features are orthogonal
     # uniform pitch classes against all on one class: JS = 1 − (H(mixture) − H(uniform) / 2) worked out below
@@ -332,3 +334,39 @@ def test_a_summary_without_valid_samples_says_so_instead_of_nan():
     ]
     text = summary(rows)
     assert "no valid samples" in text and "nan" not in text
+
+
+def test_what_was_written_under_an_old_name_reads_under_the_one_name_now(tmp_path: Path):
+    from evaluators.evaluator import music21_reads_of
+    from pipelines.campaign.compare import load_rounds
+    from pipelines.campaign.metrics import migrate
+
+    # score rows and metrics.json of a campaign from before "music21 reads it" had one name
+    assert music21_reads_of({"parses_abc": False}) is False and music21_reads_of({"music21_reads": True}) is True
+    assert music21_reads_of({}) is None
+    old = {
+        "round": 1,
+        "train/parse_abc": 0.5,
+        "heldout/real/parse_abc": 1.0,
+        "parse_abc": 0.25,
+        "train/clamp/mean": 0.3,
+    }
+    assert migrate(old) == {
+        "round": 1,
+        "train/music21_reads": 0.5,
+        "heldout/real/music21_reads": 1.0,
+        "music21_reads": 0.25,
+        "train/clamp/mean": 0.3,
+    }
+    (tmp_path / "campaign.json").write_text("{}")
+    Layout(tmp_path).metrics(1).parent.mkdir()
+    Layout(tmp_path).metrics(1).write_text(json.dumps({"metrics": old}))
+    assert load_rounds(tmp_path)[0]["train/music21_reads"] == 0.5
+
+
+def test_an_old_config_name_loads_as_its_field_and_both_names_at_once_are_refused():
+    from base.typed_config import ConfigError, from_dict
+
+    assert from_dict(DPORoundConfig, {"require_parse": True}).require_music21_reads is True
+    with pytest.raises(ConfigError, match="require_parse: the old name of require_music21_reads"):
+        from_dict(DPORoundConfig, {"require_parse": True, "require_music21_reads": False})

@@ -69,12 +69,12 @@ def test_guard_exclusions_meter_fill_floor_and_the_real_pieces_ceiling():
 def test_the_parse_guard_excludes_unread_and_unchecked_pieces_from_the_chosen_only():
     scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
     parses = [False, None, True, True, True, True, True, False]
-    chosen, rejected = select(cands(scores, parses=parses, require_parse=[True] * 8), 0.25)
+    chosen, rejected = select(cands(scores, music21_reads=parses, require_music21_reads=[True] * 8), 0.25)
     assert [c.id for c in chosen] == ["s2", "s3"]  # s0 music21 cannot read, s1 was never checked
     assert [c.id for c in rejected] == ["s6", "s7"]  # an unreadable piece is a fine rejection
-    assert cands([0.5], parses=[False], require_parse=[True])[0].excluded == "music21 cannot read it"
-    assert cands([0.5], parses=[None], require_parse=[True])[0].excluded == "not checked by music21"
-    assert cands([0.5], parses=[False])[0].excluded == ""  # the guard off: not an exclusion
+    assert cands([0.5], music21_reads=[False], require_music21_reads=[True])[0].excluded == "music21 cannot read it"
+    assert cands([0.5], music21_reads=[None], require_music21_reads=[True])[0].excluded == "not checked by music21"
+    assert cands([0.5], music21_reads=[False])[0].excluded == ""  # the guard off: not an exclusion
 
 
 def test_places_split_by_shares_with_largest_remainders():
