@@ -121,12 +121,6 @@ class ScoreRecord:
         return out
 
 
-def music21_reads_of(row: dict) -> bool | None:
-    """A score row's answer to "does music21's own ABC reader read it?" (None: not asked). Rows scored before
-    the idea had one name call it ``parses_abc``."""
-    return row.get("music21_reads", row.get("parses_abc"))
-
-
 class Evaluator:
     """Scores pieces against the centroids of ground-truth pieces of their prompts."""
 

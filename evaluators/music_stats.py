@@ -165,6 +165,12 @@ def summed(stats: Iterable[dict[str, list[int]] | None], name: str) -> list[int]
     return total
 
 
+def music21_reads_of(row: dict) -> bool | None:
+    """A score row's answer to "does music21's own ABC reader read it?" (None: not asked). Rows scored before
+    the idea had one name call it ``parses_abc``."""
+    return row.get("music21_reads", row.get("parses_abc"))
+
+
 def music21_reads(standard_abc: str) -> tuple[bool, str]:
     """Whether music21's own ABC reader reads a standard (voice-block) ABC piece and finds notes in it."""
     import music21

@@ -129,10 +129,12 @@ class RayRuntime:
                 handle.append(self._policy_handle(policy))
             return {"policy": handle[0], "specs": chunk}
 
-        with self._scoring_alongside(alongside) as on_unit:
-            return run_units(
+        scored: Stats = {}  # what scoring alongside did, known once it has stopped
+        with self._scoring_alongside(alongside, scored) as on_unit:
+            rows, stats = run_units(
                 folder, specs, self.cfg.unit_size, "generate", lambda: self._pool("samplers"), payload, on_unit
             )
+        return rows, {**stats, **{f"scored_alongside/{k}": v for k, v in scored.items()}}
 
     def score(self, rows: Rows, scoring: Scoring) -> tuple[Rows, Stats]:
         return run_units(
@@ -315,10 +317,11 @@ class RayRuntime:
         return self._weights[1]
 
     @contextlib.contextmanager
-    def _scoring_alongside(self, scoring: Scoring | None) -> Iterator[Callable[[str, Rows], None] | None]:
+    def _scoring_alongside(self, scoring: Scoring | None, stats: Stats) -> Iterator[Callable[[str, Rows], None] | None]:
         """While the block samples, score each sample unit as it arrives, into ``scoring.folder``'s units;
         yields the sampling's per-unit hook, or None where overlap saves nothing (``campaign.overlap_scoring``).
-        Scoring that fails here only leaves its units to the score stage."""
+        Scoring that fails here only leaves its units to the score stage. ``stats`` gets what it did (units,
+        actor failures and retried units: a scorer lost here is not the score stage's to count)."""
         if scoring is None or not self._overlap():
             yield None
             return
@@ -332,7 +335,10 @@ class RayRuntime:
 
         def work() -> None:
             try:
-                pool.run([], "score", write, feed)
+                done = pool.run([], "score", write, feed)
+                stats.update(
+                    {"units": done.units, "actor_failures": done.actor_failures, "retried_units": done.retried}
+                )
             except Exception as err:
                 log.warning(
                     "scoring alongside sampling stopped (%s: %s); the score stage scores the rest",

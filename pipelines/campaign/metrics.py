@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.evaluator import music21_reads_of
 from evaluators.meter import fill_share
+from evaluators.music_stats import music21_reads_of
 from pipelines.campaign.music_metrics import RealMusic, music_metrics
 from pipelines.campaign.protocol import Interval, auc, bootstrap_mean, paired
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evaluators.evaluator import music21_reads_of
 from evaluators.meter import fill_share, time_signature
-from evaluators.music_stats import DURATION_BINS, RHYTHM_AND_MOTION, atypicality, summed
+from evaluators.music_stats import DURATION_BINS, RHYTHM_AND_MOTION, atypicality, music21_reads_of, summed
 from evaluators.scores import rewards
 from pipelines.campaign.music_metrics import RealMusic
 from pipelines.campaign.pair_checks import prompt_checks, summarise

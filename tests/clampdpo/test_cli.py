@@ -267,7 +267,7 @@ def test_commands_that_only_read_files_import_no_torch_or_ray(tmp_path: Path):
     )
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "1/22 stages done" in res.stdout and "corpus" in res.stdout  # 6 set-up + round 0 + 3 × 5
+    assert "1/26 stages done" in res.stdout and "corpus" in res.stdout  # 6 set-up + round 0 (2) + 3 × 6
     assert "HEAVY []" in res.stdout
 
 

@@ -219,8 +219,10 @@ def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_calm_one_node
         _stop(nodes)
 
     # each kill really cost a unit or a group, and was recovered from
-    assert _marker(killed_dir, "round-01/sample")["actor_failures"] >= 1
-    assert _marker(killed_dir, "round-01/score")["actor_failures"] >= 1
+    sample, score = _marker(killed_dir, "round-01/sample"), _marker(killed_dir, "round-01/score")
+    assert sample["actor_failures"] >= 1
+    # the scorer died while scoring alongside sampling (the sample stage counts it) or in the score stage
+    assert sample["scored_alongside/actor_failures"] + score.get("actor_failures", 0) >= 1
     dpo, calm_dpo = _marker(killed_dir, "round-01/dpo"), _marker(calm_dir, "round-01/dpo")
     assert dpo["trainer/restarts"] == 1
     assert dpo["steps"] == calm_dpo["steps"] and dpo["train_loss"] == calm_dpo["train_loss"]

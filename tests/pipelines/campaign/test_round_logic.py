@@ -337,7 +337,7 @@ def test_a_summary_without_valid_samples_says_so_instead_of_nan():
 
 
 def test_what_was_written_under_an_old_name_reads_under_the_one_name_now(tmp_path: Path):
-    from evaluators.evaluator import music21_reads_of
+    from evaluators.music_stats import music21_reads_of
     from pipelines.campaign.compare import load_rounds
     from pipelines.campaign.metrics import migrate
 
