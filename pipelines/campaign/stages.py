@@ -61,13 +61,6 @@ def campaign_stages(rounds: int) -> list[Stage]:
     return [Stage.of(name) for name in all_stages(rounds)]
 
 
-def stale_after(stages: list[Stage], name: str) -> list[Stage]:
-    """What a run of stage ``name`` makes stale: every later stage, or nothing when it is a leaf."""
-    names = [s.name for s in stages]
-    at = names.index(name)
-    return [] if stages[at].leaf else stages[at + 1 :]
-
-
 class StageRunner:
     """Runs a campaign's stages against their markers in one folder (no Ray, no MLflow: the driver's rule)."""
 
@@ -75,6 +68,7 @@ class StageRunner:
         self.layout = layout
         self.markers = Markers(layout.root)
         self.stages = campaign_stages(rounds)
+        self._at = {s.name: i for i, s in enumerate(self.stages)}  # a 1000-round campaign has 6008 stages
 
     def handed_over(self, stage: Stage) -> list[Path]:
         """What a stage's marker may record but no longer answers for: the round's artifacts, which eval
@@ -108,14 +102,18 @@ class StageRunner:
         return self.markers.done(name) or info
 
     def stage(self, name: str) -> Stage:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise KeyError(f"{name} is not a stage of this campaign ({len(self.stages)} stages)")
+        if name not in self._at:
+            raise KeyError(f"{name} is not a stage of this campaign ({len(self.stages)} stages)")
+        return self.stages[self._at[name]]
+
+    def stale_after(self, stage: Stage) -> list[Stage]:
+        """What a run of ``stage`` makes stale: every later stage, or nothing when it is a leaf."""
+        return [] if stage.leaf else self.stages[self._at[stage.name] + 1 :]
 
     def invalidate_after(self, stage: Stage) -> list[str]:
         """Clear the markers of what ``stage`` makes stale and remove the round outputs they made."""
-        removed = self.markers.clear([s.name for s in stale_after(self.stages, stage.name)])
+        later = self.stale_after(stage)
+        removed = self.markers.clear([s.name for s in later])
         if removed:
             log.warning(
                 "stage %s runs again, so %d later stages will too (%s ...)", stage.name, len(removed), removed[0]
