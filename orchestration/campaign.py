@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,14 +38,6 @@ def ray_runtime(project: ProjectConfig) -> CampaignRuntime:
     from orchestration.runtime import RayRuntime
 
     return RayRuntime(project)
-
-
-@dataclass(frozen=True)
-class Opened:
-    """A campaign folder held open: its saved state and its MLflow runs."""
-
-    state: dict[str, Any]
-    records: CampaignRecords
 
 
 class Campaign:
@@ -79,12 +71,12 @@ class Campaign:
 
     def run(self) -> list[dict[str, float]]:
         """Every stage in order (finished ones skipped); returns the round table's rows."""
-        opened = self.open()
+        records = self.open()
         runtime = self.make_runtime(self.project)
         status = "FAILED"
         try:
-            setup = self.set_up(runtime, opened.records)
-            rounds = RoundStages(self.project, self.layout, setup, runtime, opened.records, self.cache.rebuild)
+            setup = self.set_up(runtime, records)
+            rounds = RoundStages(self.project, self.layout, setup, runtime, records, self.cache)
             stage = self.runner.run
             stage("real", rounds.score_real)
             for k in range(self.project.campaign.rounds + 1):
@@ -94,12 +86,13 @@ class Campaign:
                     stage(stage_name(k, "pairs"), partial(rounds.pairs, k))
                     stage(stage_name(k, "dpo"), partial(rounds.dpo, k))
                 stage(stage_name(k, "eval"), partial(rounds.evaluate, k))
-                report = partial(opened.records.report, k, rounds.policy(k).path, self.writes_artifacts(k))
-                stage(stage_name(k, "report"), partial(report, self.project.campaign.best_worst_per_prompt))
+                shown = self.project.campaign.best_worst_per_prompt
+                report = partial(records.report, k, rounds.policy(k).path, self.writes_artifacts(k), shown)
+                stage(stage_name(k, "report"), report)
             status = "FINISHED"
         finally:
             runtime.shutdown()
-            opened.records.tracker.finish(opened.records.parent, status)
+            records.tracker.finish(records.parent, status)
         return load_rounds(self.layout.root)
 
     def writes_artifacts(self, k: int) -> bool:
@@ -119,7 +112,7 @@ class Campaign:
         prompts = plan.Prompts.from_dict(json.loads(self.layout.prompts_file.read_text()))
         return Setup(corpus, policy["policy"], evaluator["dir"], judge["dir"], prompts)
 
-    def open(self) -> Opened:
+    def open(self) -> CampaignRecords:
         """Make the folder, check that it holds this campaign (or none yet), and open its MLflow parent run."""
         from orchestration.campaign_tracking import CampaignTracker
 
@@ -137,7 +130,7 @@ class Campaign:
         else:
             tracker.reopen(state["parent_run_id"])
         identity.write_state(root, state)
-        return Opened(state, CampaignRecords(tracker, state["parent_run_id"], self.layout, state))
+        return CampaignRecords(tracker, state["parent_run_id"], self.layout, state)
 
     def _identity(self) -> dict[str, Any]:
         """The folder's saved state; a folder holding a campaign with another config is refused."""

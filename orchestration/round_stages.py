@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from orchestration.config import ProjectConfig
     from orchestration.round_report import CampaignRecords
     from orchestration.runtime import CampaignRuntime
-    from orchestration.setup_stages import Setup
+    from orchestration.setup_stages import Setup, SetupCache
     from pipelines.campaign.music_metrics import RealMusic
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,10 @@ class RoundStages:
         setup: Setup,
         runtime: CampaignRuntime,
         records: CampaignRecords,
-        rebuild: bool = False,
+        cache: SetupCache,
     ):
         self.project, self.cfg, self.layout, self.setup = project, project.campaign, layout, setup
-        self.runtime, self.records, self.rebuild = runtime, records, rebuild
+        self.runtime, self.records, self.cache = runtime, records, cache
         self.markers = Markers(layout.root)
         self.scorers = Scorers(setup.evaluator_dir, setup.judge_dir)
 
@@ -85,11 +85,9 @@ class RoundStages:
         corpus's content, as the trained set-up stages are."""
         from base.corpus import split_rows
         from evaluators.music_stats import MUSIC_VERSION, SCALARS
-        from pipelines.campaign.stage_cache import corpus_fingerprint, lookup, stage_key, store
 
         corpus, out = self.setup.corpus, self.layout.real_music
-        key = stage_key("music", corpus_fingerprint(corpus), {"version": MUSIC_VERSION, "scalars": list(SCALARS)})
-        hit = lookup(self.cfg.cache_dir, key) if self.cfg.cache_dir and not self.rebuild else None
+        key, hit = self.cache.find("music", corpus, {"version": MUSIC_VERSION, "scalars": list(SCALARS)})
         if hit is not None:
             log.info("music statistics of the corpus: measured before on this corpus (%s)", hit)
             atomic.write_text(out, (hit / out.name).read_text(encoding="utf-8"))
@@ -106,8 +104,7 @@ class RoundStages:
         ]
         described, stats = self.runtime.describe(out.parent, rows, self.scorers)
         atomic.write_jsonl(out, described)
-        if self.cfg.cache_dir:
-            store(self.cfg.cache_dir, key, out.parent, [out.name], {})
+        self.cache.store(key, out.parent, [out.name], {})
         return {"corpus_pieces": len(described), "corpus_actor_seconds": stats.get("actor_seconds", 0.0)}
 
     def real_music(self) -> RealMusic:
