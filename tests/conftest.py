@@ -17,18 +17,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 # ---------------------------------------------------------------------------- test order
 
 # The files that wait longest on Ray, DeepSpeed and subprocess start-up, longest first. Run first, they overlap
 # with the many quick files on the other worker (pytest -n 2 --dist loadfile) instead of ending the run alone.
 SLOW_FIRST = (
-    "test_cluster_and_kills.py",
     "test_campaign.py",
-    "test_driver_kill.py",
+    "test_cluster_and_kills.py",
+    "test_trainer_group.py",
+    "test_campaign_driver.py",
     "test_sft_launch.py",
-    "test_cli.py",
     "test_actors.py",
+    "test_weight_sync.py",
+    "test_cli.py",
 )
 
 
@@ -371,6 +374,21 @@ def tiny_parts(tmp_path_factory):  # noqa: ANN201
     test needs when what it checks is the orchestration, not the training (which test_campaign's smoke run
     and test_sft_launch check through the real stack). The policy is trained here with plain torch, in a few
     seconds, so that its candidates are valid music often enough to make pairs."""
+    # trained once for the whole run: xdist's workers share their base folder's parent, and the first to come
+    # trains while the other waits on the lock
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    tmp = root / "tiny-parts"
+    with FileLock(str(root / "tiny-parts.lock")):
+        if not (tmp / "trained").is_file():
+            shutil.rmtree(tmp, ignore_errors=True)  # what a worker that died midway left
+            _train_tiny_parts(tmp)
+            (tmp / "trained").write_text("")
+    return {"tmp": tmp, "corpus": tmp / "corpus", "policy": tmp / "policy", "evaluator": tmp / "evaluator"}
+
+
+def _train_tiny_parts(tmp: Path) -> None:
     import torch
 
     from evaluators.config import EvaluatorConfig
@@ -379,7 +397,6 @@ def tiny_parts(tmp_path_factory):  # noqa: ANN201
     from models.patchilizer import Patchilizer
     from pipelines.train.sft import PatchBatches, load_split
 
-    tmp = tmp_path_factory.mktemp("parts")
     corpus = campaign_corpus(tmp / "corpus")
     torch.manual_seed(0)
     model = NotaGenForCausalLM(NotaGenConfig(**TINY_MODEL))
@@ -403,7 +420,6 @@ def tiny_parts(tmp_path_factory):  # noqa: ANN201
         ),
         corpus,
     )
-    return {"tmp": tmp, "corpus": corpus, "policy": tmp / "policy", "evaluator": tmp / "evaluator"}
 
 
 def planned_samples(policy: Path, specs: list, max_patches: int = 48) -> list[str]:

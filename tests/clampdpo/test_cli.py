@@ -1,10 +1,16 @@
-"""The real ``clampdpo`` command line, run as a user runs it."""
+"""The real ``clampdpo`` command line: its ``main`` in this process, as the installed command calls it (a
+subprocess a command would spend seconds importing torch and music21 again), and the installed command itself
+where that is what is checked."""
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +20,32 @@ from clampdpo.main import build_parser, main
 pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
 
-def clampdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    exe = shutil.which("clampdpo") or None
-    cmd = [exe] if exe else [sys.executable, "-m", "clampdpo"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+@contextlib.contextmanager
+def _log_to(stream: io.StringIO) -> Iterator[None]:
+    """The log lines a command writes, on ``stream`` as on its stderr (pytest holds the root logger's handlers,
+    so the command's own logging set-up leaves them be)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def clampdpo(*args: str) -> subprocess.CompletedProcess:
+    """``clampdpo ARGS`` in this process: its exit code, its stdout and its stderr with the log lines."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _log_to(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 2
+    return subprocess.CompletedProcess(["clampdpo", *args], code, out.getvalue(), err.getvalue())
 
 
 def _levels(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -50,7 +78,9 @@ def test_every_level_explains_itself(path, parser, capsys):
 
 
 def test_the_installed_command_runs():
-    res = clampdpo("--help")
+    exe = shutil.which("clampdpo") or None
+    cmd = [exe] if exe else [sys.executable, "-m", "clampdpo"]
+    res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and res.stdout.startswith("usage: clampdpo") and "campaign" in res.stdout
 
 

@@ -1,8 +1,7 @@
 """Campaigns end to end through the real CLI: tiny everything, one round, on local Ray (and on two nodes).
 
-The smoke campaign trains its own policy, evaluator and judge through the real stack; the driver-kill and
-cluster tests (test_driver_kill.py, test_cluster_and_kills.py) start from parts trained in a fixture, so they run
-beside these.
+The smoke campaign trains its own policy, evaluator and judge through the real stack; the kill and cluster
+tests (test_cluster_and_kills.py) start from parts trained in a fixture, so they run beside these.
 """
 
 from __future__ import annotations

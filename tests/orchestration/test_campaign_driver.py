@@ -2,7 +2,7 @@
 resume after every stage, damage and invalidation at every stage, and round 100.
 
 ``InProcessRuntime`` stands in for the Ray runtime only (``orchestration.runtime.RayRuntime``, proven with
-Ray, DeepSpeed and TRL by test_campaign.py, test_driver_kill.py and test_cluster_and_kills.py).
+Ray, DeepSpeed and TRL by test_campaign.py and test_cluster_and_kills.py).
 Everything else is the real code: the driver, the stage bodies, the markers, the metrics, MLflow (a sqlite
 store) and the real evaluator, which scores in this process. Its samples are the corpus's held-out pieces
 (the training pieces would be caught as copies), drawn by seed and policy version and some cut short, so a
@@ -255,8 +255,26 @@ def test_running_a_finished_campaign_again_runs_nothing(whole):
 STAGES = all_stages(ROUNDS)
 
 
-@pytest.mark.parametrize("stage", STAGES[:-1])
-def test_a_driver_killed_after_any_stage_resumes_to_the_same_campaign(whole, stage):
+def test_a_driver_killed_after_each_stage_in_turn_resumes_to_the_same_campaign(whole):
+    # one campaign killed 19 times: each resume runs exactly the next stage before it is killed again
+    out = folder(whole, "killed-each")
+    done: dict[str, float] = {}
+    for stage in STAGES[:-1]:
+        with pytest.raises(KeyboardInterrupt):
+            run(whole["parts"], out, crash_after=stage)
+        now = finished(out)
+        assert set(now) == set(STAGES[: STAGES.index(stage) + 1]), f"killed after {stage}"
+        assert {s: now[s] for s in done} == done, f"resumed to {stage}: a stage done before ran again"
+        done = now
+    run(whole["parts"], out)
+    after = finished(out)
+    assert {s: after[s] for s in done} == done and set(after) == set(STAGES)
+    assert table(out) == whole["table"]
+
+
+# a kill in each kind of stage, resumed in one go: set-up, sampling, DPO, evaluation, the last round's report
+@pytest.mark.parametrize("stage", ["real", "round-01/sample", "round-01/dpo", "round-01/eval", "round-02/eval"])
+def test_a_driver_killed_after_a_stage_resumes_to_the_same_campaign_in_one_go(whole, stage):
     out = folder(whole, f"killed-{stage}")
     with pytest.raises(KeyboardInterrupt):
         run(whole["parts"], out, crash_after=stage)

@@ -1,15 +1,20 @@
-"""A campaign on a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback only), with each
-long-lived role killed in turn — a sampler, a scorer, a trainer rank, then the driver — resumes to exactly
-the samples and scores of the same campaign run calmly on one node: every sample's id and text, every score,
-every DPO step's loss in MLflow.
+"""Kills, on one node and on two: a campaign resumes to exactly the samples and scores its plan asks for.
 
-On the cluster every role has cores of its own, scoring runs alongside sampling and each round's weights
-are broadcast from the trainer into the samplers on both nodes; on one node the roles share cores and take
-turns, and weights go through the object store. Round 1's samples are also checked against the plan's
-seeds generated here, in one process (an oracle outside the campaign). The roles are found among the
-processes of the cluster's own nodes, by the titles Ray gives its actors.
+On one node (a local Ray the driver starts) the driver is killed mid-round; resumed, its samples are the ones
+generated here, in this process, from the plan's seeds: an oracle independent of the campaign's actors and
+work units. Its DPO and later rounds run calmly.
 
-(One run proves both: the cluster and the kills each needed a campaign and a calm one-node twin of their own.)
+On a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback only) the same campaign has each
+long-lived role killed in turn — a sampler, a scorer, a trainer rank, then the driver — and resumes to the
+one-node campaign: every sample's id and text, every score, every DPO step's loss in MLflow. On the cluster
+every role has cores of its own, scoring runs alongside sampling and each round's weights are broadcast from
+the trainer into the samplers on both nodes; on one node the roles share cores and take turns, and weights go
+through the object store. The roles are found among the processes of the cluster's own nodes, by the titles
+Ray gives its actors.
+
+(One campaign on each side proves all of it: the driver kill, the role kills and the cluster each had a
+campaign and a calm twin of their own before. Neither writes reports (``report_every: 0``): the smoke
+campaign and the in-process driver tests check those.)
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ def _config(tmp: Path, parts: dict, out: Path, channel: str) -> Path:
     cfg = yaml.safe_load(path.read_text())
     # a checkpoint every step, so the trainer is killed between two; music21's reader gives scoring some length
     cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_music21_reads": True})
+    cfg["campaign"]["report_every"] = 0  # no pieces or report.html: seconds a round, and checked elsewhere
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -169,16 +175,46 @@ def _marker(folder: Path, stage: str) -> dict:
     return json.loads((folder / "markers" / f"{stage.replace('/', '.')}.json").read_text())
 
 
-def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_calm_one_node_campaign(tiny_parts, tmp_path):
-    calm_dir, killed_dir = tmp_path / "calm", tmp_path / "killed"
-    calm = subprocess.run(
-        CLI + ["campaign", "run", "--config", str(_config(tmp_path, tiny_parts, calm_dir, "object_store"))],
-        capture_output=True,
-        text=True,
+@pytest.fixture(scope="module")
+def one_node(tiny_parts, tmp_path_factory):
+    """The campaign on a local Ray, its driver killed (with the Ray it started) once round 1 has sampled a unit,
+    then resumed; how many of round 1's units it had when killed."""
+    tmp = tmp_path_factory.mktemp("one-node")
+    out = tmp / "one-node"
+    proc = subprocess.Popen(
+        CLI + ["campaign", "run", "--config", str(_config(tmp, tiny_parts, out, "object_store"))],
         cwd=REPO,
-        timeout=900,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert calm.returncode == 0, calm.stderr[-4000:]
+    units = out / "round-01" / "samples" / "units"
+    try:
+        _wait_for(proc, lambda: units.is_dir() and any(units.glob("unit-*.jsonl")), "round 1's first sample")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-round
+        proc.wait()
+    done_units = len(list(units.glob("unit-*.jsonl")))
+    sampled = (out / "markers" / "round-01.sample.json").exists()
+    resumed = subprocess.run(
+        CLI + ["campaign", "resume", str(out)], capture_output=True, text=True, cwd=REPO, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    return {"out": out, "units_when_killed": done_units, "sampled_when_killed": sampled}
+
+
+def test_driver_killed_mid_round_resumes_to_the_planned_samples(one_node, tiny_parts):
+    out = one_node["out"]
+    assert 1 <= one_node["units_when_killed"] < 24 and not one_node["sampled_when_killed"]  # 3 prompts × 16 / 2
+    rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
+    specs = round_samples(Prompts.from_dict(json.loads((out / "prompts.json").read_text())).train, 1, 16, 0)
+    assert [r["id"] for r in rows] == [s.id for s in specs]  # every sample once, in plan order
+    assert [r["text"] for r in rows] == planned_samples(tiny_parts["policy"], specs)  # as in one process
+    assert (out / "markers" / f"round-{ROUNDS:02d}.eval.json").is_file()  # and the rest of the campaign ran
+
+
+def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_one_node_campaign(one_node, tiny_parts, tmp_path):
+    one_dir, killed_dir = one_node["out"], tmp_path / "killed"
 
     # a test cluster on loopback: no token (Ray ≥ 2.5x asks every node and driver for one by default)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
@@ -223,21 +259,20 @@ def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_calm_one_node
     assert sample["actor_failures"] >= 1
     # the scorer died while scoring alongside sampling (the sample stage counts it) or in the score stage
     assert sample["scored_alongside/actor_failures"] + score.get("actor_failures", 0) >= 1
-    dpo, calm_dpo = _marker(killed_dir, "round-01/dpo"), _marker(calm_dir, "round-01/dpo")
+    dpo, one_dpo = _marker(killed_dir, "round-01/dpo"), _marker(one_dir, "round-01/dpo")
     assert dpo["trainer/restarts"] == 1
-    assert dpo["steps"] == calm_dpo["steps"] and dpo["train_loss"] == calm_dpo["train_loss"]
-    # every DPO step in MLflow once, with the calm campaign's value, those before the kill too
-    assert _losses(killed_dir, 1) == _losses(calm_dir, 1) and len(_losses(calm_dir, 1)) == dpo["steps"]
+    assert dpo["steps"] == one_dpo["steps"] and dpo["train_loss"] == one_dpo["train_loss"]
+    # every DPO step in MLflow once, with the one-node campaign's value (its DPO ran calmly), those before the
+    # kill too
+    assert _losses(killed_dir, 1) == _losses(one_dir, 1) and len(_losses(one_dir, 1)) == dpo["steps"]
 
-    # everything sampled and scored equals the calm one-node campaign's
-    calm_rows, killed_rows = campaign_rows(calm_dir), campaign_rows(killed_dir)
-    assert sorted(calm_rows) == sorted(killed_rows) and len(calm_rows) == 2 + 4 * ROUNDS
-    for path, rows in calm_rows.items():
-        assert killed_rows[path] == rows, f"{path} differs from the calm one-node campaign"
-    assert {r["policy_version"] for r in calm_rows["round-02/samples/samples.jsonl"]} == {1}
-    specs = round_samples(Prompts.from_dict(json.loads((calm_dir / "prompts.json").read_text())).train, 1, 16, 0)
-    r1_rows = calm_rows["round-01/samples/samples.jsonl"]
-    assert [r["text"] for r in r1_rows] == planned_samples(tiny_parts["policy"], specs)  # as in one process
+    # everything sampled and scored equals the one-node campaign's (whose round 1 is the plan's, as generated
+    # in this process: test_driver_killed_mid_round_resumes_to_the_planned_samples)
+    one_rows, killed_rows = campaign_rows(one_dir), campaign_rows(killed_dir)
+    assert sorted(one_rows) == sorted(killed_rows) and len(one_rows) == 2 + 4 * ROUNDS
+    for path, rows in one_rows.items():
+        assert killed_rows[path] == rows, f"{path} differs from the one-node campaign"
+    assert {r["policy_version"] for r in one_rows["round-02/samples/samples.jsonl"]} == {1}
 
     # on the cluster: samplers on both nodes; after the resume the new trainer group formed its weight group
     # once (round 2) and pushed round 3's weights through it straight into the samplers, which fetched nothing
