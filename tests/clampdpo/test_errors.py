@@ -58,6 +58,7 @@ CASES = [  # (argv, exit code, words the one line must contain)
     (["campaign", "status", "configless"], 1, "configless/campaign.json: holds no campaign config"),
     (["campaign", "compare", "missing", "missing2"], 2, "missing"),
     (["report", "missing"], 2, "missing"),
+    (["ui", "missing", "--workers", "0"], 2, "--workers 0: the server needs at least one"),
     (["data", "verify", "missing"], 2, "missing"),
     (["model", "sample", "missing"], 2, "give --prompt"),
     (["model", "sample", "missing", "--prompt", "a_b"], 2, "--prompt 'a_b'"),
