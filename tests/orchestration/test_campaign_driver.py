@@ -88,14 +88,15 @@ class InProcessRuntime:
         return run_units(folder, specs, self.cfg.unit_size, "generate", lambda: sample)
 
     def _score_unit(self, unit: dict) -> list[dict]:
-        if self._scorer is None:
-            from orchestration.actors import Resources, ScorerActor, ScorerSpec
-
-            self._scorer = ScorerActor(ScorerSpec(self._scorers.evaluator_dir, self.project.evaluator), Resources(1))
         out = []
         for row in unit["rows"]:
             key = (row["prompt"], row["interleaved"], unit["check_music21_reads"])
             if key not in _SCORED:
+                if self._scorer is None:  # loaded only for a text not scored before (seconds a campaign)
+                    from orchestration.actors import Resources, ScorerActor, ScorerSpec
+
+                    spec = ScorerSpec(self._scorers.evaluator_dir, self.project.evaluator)
+                    self._scorer = ScorerActor(spec, Resources(1))
                 _SCORED[key] = self._scorer.score({"rows": [row], "check_music21_reads": unit["check_music21_reads"]})[
                     0
                 ]
