@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -422,9 +423,10 @@ def _train_tiny_parts(tmp: Path) -> None:
     )
 
 
-def planned_samples(policy: Path, specs: list, max_patches: int = 48) -> list[str]:
+def planned_samples(policy: Any, specs: list, sampling: Any = None) -> list[str]:
     """The texts the plan's specs ask for, generated in this process with one thread (as each sampler actor
-    runs): an oracle independent of the campaign's actors and work units."""
+    runs): an oracle independent of the campaign's actors and work units. ``policy``: a saved policy's folder
+    or the model itself; ``sampling``: the campaign tests' sampling config unless given."""
     import torch
 
     from models.notagen import NotaGenForCausalLM
@@ -432,7 +434,8 @@ def planned_samples(policy: Path, specs: list, max_patches: int = 48) -> list[st
     from models.sampling_config import SamplingConfig
 
     torch.set_num_threads(1)
-    sampler = Sampler(NotaGenForCausalLM.from_pretrained(policy), SamplingConfig(max_patches=max_patches, batch_size=8))
+    model = NotaGenForCausalLM.from_pretrained(policy) if isinstance(policy, (str, Path)) else policy
+    sampler = Sampler(model, sampling or SamplingConfig(max_patches=48, batch_size=8))
     return [s.text for s in sampler.generate([list(s.lines) for s in specs], [s.seed for s in specs])]
 
 

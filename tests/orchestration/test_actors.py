@@ -8,12 +8,12 @@ import ray
 import torch
 
 from models.notagen import NotaGenConfig, NotaGenForCausalLM
-from models.sampling import Sampler
 from models.sampling_config import SamplingConfig
 from orchestration.actors import ActorPool, Resources, SamplerActor
 from orchestration.ray_runtime import ensure_ray
 from orchestration.weights import ObjectStoreChannel, PolicyWeights
 from pipelines.campaign.plan import PromptSpec, round_samples
+from tests.conftest import planned_samples
 
 pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
@@ -23,19 +23,23 @@ def local_ray():
     ensure_ray(None)  # this process's local Ray (another test file may have started it already)
 
 
-def _units(handle):
+def _specs() -> list:
     prompt = PromptSpec(
         "Folk_Traditional, Irish_Solo melody", ("%Folk\n", "%Traditional, Irish\n", "%Solo melody\n"), 10
     )
-    specs = [s.to_dict() for s in round_samples([prompt], 1, 12, campaign_seed=3)]
+    return round_samples([prompt], 1, 12, campaign_seed=3)
+
+
+def _units(handle):
+    specs = [s.to_dict() for s in _specs()]
     return [(f"unit-{i:04d}", {"policy": handle, "specs": specs[i : i + 2]}) for i in range(0, 12, 2)]
 
 
-def _run(pool: ActorPool, units, kill_after_first: bool) -> dict[str, dict]:
+def _run_killing_both_after_the_first_unit(pool: ActorPool, units) -> dict[str, dict]:
     got: dict[str, dict] = {}
 
     def done(name, rows):
-        if kill_after_first and not got:
+        if not got:
             # the other actor is busy with its unit now: kill both (Ray restarts them; max_restarts)
             for actor in pool.actors:
                 ray.kill(actor, no_restart=False)
@@ -58,15 +62,11 @@ def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_r
     units = _units(ObjectStoreChannel().publish(PolicyWeights.of(_policy(), 4), 4))
     sampling, one_cpu = SamplingConfig(max_patches=24, batch_size=2), Resources(cpus=1)
 
-    # what the units ask for, generated here in one process with one thread (as each actor runs): an oracle
-    # outside the pool
-    torch.set_num_threads(1)
-    specs = [s for _, unit in units for s in unit["specs"]]
-    texts = Sampler(_policy(), sampling).generate([list(s["lines"]) for s in specs], [s["seed"] for s in specs])
-    expected = {s["id"]: x.text for s, x in zip(specs, texts)}
+    # what the units ask for, generated here in one process (an oracle outside the pool)
+    expected = {s.id: text for s, text in zip(_specs(), planned_samples(_policy(), _specs(), sampling))}
 
     pool = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2, name="killed")
-    got = _run(pool, units, kill_after_first=True)
+    got = _run_killing_both_after_the_first_unit(pool, units)
     pool.shutdown()
 
     assert pool.stats.actor_failures >= 1 and pool.stats.retried >= 1  # a unit really was lost and redone

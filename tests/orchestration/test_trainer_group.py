@@ -28,6 +28,12 @@ def local_ray():
     ensure_ray(None)
 
 
+def _dpo(zero_stage: int) -> DPORoundConfig:
+    return DPORoundConfig(
+        loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=2, lr=1e-3, zero_stage=zero_stage
+    )
+
+
 @pytest.fixture(scope="module")
 def three_ranks(local_ray, tmp_path_factory):
     """Three gloo ranks at ZeRO stage 1 trained for rounds 1 and 2 on one engine; then asked for a round from
@@ -55,12 +61,6 @@ def three_ranks(local_ray, tmp_path_factory):
     finally:
         group.shutdown()
     return {"tmp": tmp, "summaries": summaries, "weights": weights, "pids": pids, "refused": refused}
-
-
-def _dpo(zero_stage: int) -> DPORoundConfig:
-    return DPORoundConfig(
-        loss_type="dpop", beta=0.1, dpop_lambda=10.0, batch_pairs=2, epochs=2, lr=1e-3, zero_stage=zero_stage
-    )
 
 
 def test_three_ranks_train_two_rounds_on_one_engine(three_ranks):
