@@ -38,6 +38,31 @@ def deepspeed_config(stage: int, micro_batch: int, grad_accum: int, world: int, 
     }
 
 
+def initialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: dict) -> Any:
+    """``deepspeed.initialize``'s engine, with DeepSpeed's CPU shared-memory all-reduce kernel left unbuilt."""
+    import deepspeed
+
+    skip_cpu_inference_kernel()
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine
+
+
+def skip_cpu_inference_kernel() -> None:
+    """On CPU, DeepSpeed's comm backend JIT-compiles a shared-memory all-reduce kernel when it starts (C++, about
+    60 CPU-seconds on 2 cores, and again for every new venv path) that only its inference tensor-parallel layers
+    call; training's collectives go through torch.distributed either way. Marking the op unavailable, in the
+    table DeepSpeed consults for it, means nothing is compiled. ``tests/orchestration/test_deepspeed_setup.py``
+    fails if a DeepSpeed upgrade stops reading that table."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        deepspeed.ops.__compatible_ops__[SHM_KERNEL] = False
+
+
+SHM_KERNEL = "deepspeed_shm_comm"
+
+
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """torch's AdamW over the model's parameters; the learning rate is set per step by the caller's schedule."""
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))

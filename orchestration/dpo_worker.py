@@ -121,13 +121,12 @@ class DPOWorker(WeightMember):
 
     def setup(self, host: str, port: int, spec: TrainerSpec) -> float:
         """Join the process group and build the engine from ``spec.policy_dir``; returns the seconds it took."""
-        import deepspeed
         import torch
         import torch.distributed as dist
         from transformers.utils import logging as hf_logging
 
         from models.config import load_model
-        from orchestration.deepspeed_setup import adamw, deepspeed_config, use_bf16
+        from orchestration.deepspeed_setup import adamw, deepspeed_config, initialize, use_bf16
         from orchestration.workers import _worker_logging
         from pipelines.dpo.trainer import trl_changes
 
@@ -170,9 +169,7 @@ class DPOWorker(WeightMember):
             cfg.zero_stage, cfg.batch_pairs, cfg.grad_accum, self.world, cfg.grad_clip, self.bf16
         )
         with contextlib.redirect_stdout(io.StringIO()):  # DeepSpeed prints its config on rank 0
-            self.engine, *_ = deepspeed.initialize(
-                model=policy, optimizer=adamw(policy, cfg.lr, cfg.weight_decay), config=ds_config
-            )
+            self.engine = initialize(policy, adamw(policy, cfg.lr, cfg.weight_decay), ds_config)
         self.version = spec.version
         return time.perf_counter() - start
 

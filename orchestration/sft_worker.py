@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 def sft_worker(loop_config: dict[str, Any]) -> None:
     """The body of each Ray Train worker; ``loop_config["job"]`` is the driver's ``SFTJob``."""
-    import deepspeed
     import ray.train
     from tqdm import tqdm
 
@@ -33,6 +32,7 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
         adamw,
         deepspeed_config,
         export_model,
+        initialize,
         prune_checkpoints,
         set_lr,
         trusted_checkpoint,
@@ -62,7 +62,7 @@ def sft_worker(loop_config: dict[str, Any]) -> None:
 
     bf16 = use_bf16(cluster.precision, device)
     ds_config = deepspeed_config(cfg.zero_stage, cfg.batch_pieces, cfg.grad_accum, world, cfg.grad_clip, bf16)
-    engine, *_ = deepspeed.initialize(model=model, optimizer=adamw(model, cfg.lr, cfg.weight_decay), config=ds_config)
+    engine = initialize(model, adamw(model, cfg.lr, cfg.weight_decay), ds_config)
 
     step, elapsed = 0, 0.0
     tag = trusted_checkpoint(ckpt_dir) if cfg.resume else None
