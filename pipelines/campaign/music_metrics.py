@@ -95,8 +95,11 @@ def overlaps(density: Density, values: np.ndarray, weights: np.ndarray) -> np.nd
     valid = (~np.isnan(values)).astype(np.float64)
     w = weights * valid[None, :]
     total = w.sum(1)
-    mine = (w @ density.kernels(values, grid)) / np.maximum(total, 1e-12)[:, None]
-    out = np.minimum(mine, real[None, :]).sum(1) * dx
+    # in place: a draw matrix is thousands of grids, and a fresh array per step cost more than the arithmetic
+    mine = w @ density.kernels(values, grid)
+    np.divide(mine, np.maximum(total, 1e-12)[:, None], out=mine)
+    np.minimum(mine, real[None, :], out=mine)
+    out = mine.sum(1) * dx
     out[total <= 0] = math.nan
     return out
 
