@@ -73,6 +73,19 @@ def build_corpus(project: ProjectConfig) -> dict[str, Any]:
     return {"corpus": str(ensure_corpus(project.data).resolve())}
 
 
+def cache_config(project: ProjectConfig, kind: str) -> dict[str, Any]:
+    """What shapes a trained part (``policy``, ``evaluator`` or ``judge``), so what its cache key hashes: its own
+    sections, never the campaign's rounds, seed or DPO (a campaign on another seed starts from the same parts);
+    for the policy the worker count too, since its data order depends on it."""
+    if kind == "policy":
+        return {
+            "model": to_dict(project.model),
+            "train": to_dict(project.train),
+            "cluster": {"num_workers": project.cluster.num_workers},
+        }
+    return to_dict(getattr(project, kind))
+
+
 def train_policy(
     project: ProjectConfig, corpus: Path, cache: SetupCache, runtime: CampaignRuntime, adopt: Adopt, config_name: str
 ) -> dict[str, Any]:
@@ -82,12 +95,7 @@ def train_policy(
 
         load_model(c.policy_from)  # fail now, with the loader's message, not in an actor
         return {"policy": str(Path(c.policy_from).resolve()), "trained": False}
-    config = {
-        "model": to_dict(project.model),
-        "train": to_dict(project.train),
-        "cluster": {"num_workers": project.cluster.num_workers},
-    }
-    key, hit = cache.find("policy", corpus, config)
+    key, hit = cache.find("policy", corpus, cache_config(project, "policy"))
     if hit is not None:
         log.info("policy: trained before on this corpus with this config (%s)", hit)
         metrics = json.loads((hit / "cache.json").read_text())["metrics"]
@@ -114,7 +122,7 @@ def train_evaluator(
         Evaluator.load(given)  # fail now, with the loader's message
         return {"dir": str(Path(given).resolve()), "trained": False}
     cfg = getattr(project, section)
-    key, hit = cache.find(section, corpus, to_dict(cfg))
+    key, hit = cache.find(section, corpus, cache_config(project, section))
     if hit is not None:
         log.info("%s: trained before on this corpus with this config (%s)", section, hit)
         return {"dir": str(hit), "trained": False, "cache": str(hit), **json.loads((hit / "report.json").read_text())}
