@@ -23,15 +23,17 @@ from filelock import FileLock
 # ---------------------------------------------------------------------------- test order
 
 # The files that wait longest on Ray, DeepSpeed and subprocess start-up, longest first. Run first, they overlap
-# with the many quick files on the other worker (pytest -n 2 --dist loadfile) instead of ending the run alone.
+# with the many quick files on the other worker (pytest -n 2 --dist loadfile --no-loadscope-reorder) instead of
+# ending the run alone. The two-node test starts once the smoke campaign (test_campaign's, on the other worker)
+# has trained its parts, and runs beside its rounds: two files ahead of it leave that time.
 SLOW_FIRST = (
     "test_campaign.py",
-    "test_cluster_and_kills.py",
     "test_trainer_group.py",
-    "test_campaign_driver.py",
     "test_sft_launch.py",
-    "test_actors.py",
+    "test_cluster_and_kills.py",
     "test_weight_sync.py",
+    "test_actors.py",
+    "test_campaign_driver.py",
     "test_cli.py",
 )
 
@@ -377,9 +379,7 @@ def tiny_parts(tmp_path_factory):  # noqa: ANN201
     seconds, so that its candidates are valid music often enough to make pairs."""
     # trained once for the whole run: xdist's workers share their base folder's parent, and the first to come
     # trains while the other waits on the lock
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
+    root = _shared_root(tmp_path_factory)
     tmp = root / "tiny-parts"
     with FileLock(str(root / "tiny-parts.lock")):
         if not (tmp / "trained").is_file():
@@ -387,6 +387,12 @@ def tiny_parts(tmp_path_factory):  # noqa: ANN201
             _train_tiny_parts(tmp)
             (tmp / "trained").write_text("")
     return {"tmp": tmp, "corpus": tmp / "corpus", "policy": tmp / "policy", "evaluator": tmp / "evaluator"}
+
+
+def _shared_root(tmp_path_factory) -> Path:  # noqa: ANN001
+    """A folder every xdist worker of this run sees (their base folders' parent), for what is made once a run."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
 
 
 def _train_tiny_parts(tmp: Path) -> None:
@@ -421,6 +427,128 @@ def _train_tiny_parts(tmp: Path) -> None:
         ),
         corpus,
     )
+
+
+# ---------------------------------------------------------------------------- the smoke campaign
+
+SMOKE_ROUNDS = 2
+SMOKE_SAMPLES = 8  # a prompt's candidates a round: its best and worst quarter make its pairs (at most 4)
+
+
+def smoke_config(tmp: Path, corpus: Path, out: Path, **campaign: object) -> Path:
+    """The smoke campaign's config: it trains its own policy, evaluator and judge; two samplers and a scorer."""
+    path = campaign_config(
+        tmp,
+        corpus,
+        out,
+        rounds=SMOKE_ROUNDS,
+        unit_size=2,
+        samples_per_prompt=SMOKE_SAMPLES,
+        num_samplers=2,
+        num_scorers=1,
+        weight_channel="object_store",
+        **campaign,
+    )
+    cfg = yaml.safe_load(path.read_text())
+    # a checkpoint every step, so a trainer can be killed between two; music21's reader gives scoring some length
+    cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_music21_reads": True})
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class SmokeCampaign:
+    """The smoke campaign, through the real CLI on a local Ray: it trains its parts (SFT on Ray Train with
+    DeepSpeed, the evaluator, the judge), has its driver killed (with the Ray it started) once round 1 has
+    sampled a unit, and is resumed to its end. Made once a test run and shared by xdist's workers under a file
+    lock, as ``tiny_parts`` is: test_campaign.py checks it, and test_cluster_and_kills.py resumes a two-node twin
+    of it, which takes the trained parts from its cache, to exactly its samples, scores and DPO losses."""
+
+    def __init__(self, root: Path):
+        self.tmp = root / "smoke-campaign"
+        self.lock = FileLock(str(root / "smoke-campaign.lock"))
+        self.paths = {"tmp": self.tmp, "corpus": self.tmp / "corpus", "out": self.tmp / "smoke"}
+        self.paths["config"] = self.tmp / "smoke.yaml"
+
+    def result(self) -> dict:
+        """The finished campaign: made here if no worker has made it, waited for if one is making it."""
+        with self.lock:
+            if not (self.tmp / "done.json").is_file():
+                shutil.rmtree(self.tmp, ignore_errors=True)  # what a worker that died midway left
+                _run_smoke(self.tmp)
+        return {**json.loads((self.tmp / "done.json").read_text()), **self.paths}
+
+    def set_up(self) -> dict:
+        """The campaign's paths once its set-up stages are done (its parts and the corpus's music statistics are
+        in its cache): where another worker is making it, without waiting for its rounds."""
+        import time
+
+        from filelock import Timeout
+
+        set_up = self.paths["out"] / "markers" / "real.json"
+        deadline = time.time() + 900
+        while True:
+            try:
+                self.lock.acquire(timeout=0)
+            except Timeout:  # another worker is making it
+                if set_up.is_file():
+                    return self.paths
+                assert time.time() < deadline, "timed out waiting for the smoke campaign's set-up"
+                time.sleep(0.5)
+                continue
+            self.lock.release()
+            self.result()  # nobody is making it: all of it, here
+            return self.paths
+
+
+@pytest.fixture(scope="session")
+def smoke_campaign(tmp_path_factory) -> SmokeCampaign:  # noqa: ANN001
+    return SmokeCampaign(_shared_root(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def smoke(smoke_campaign: SmokeCampaign) -> dict:
+    """The finished smoke campaign (``SmokeCampaign``), its resumed run's output and how far the kill let it go."""
+    return smoke_campaign.result()
+
+
+def _run_smoke(tmp: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    tmp.mkdir(parents=True)
+    out = tmp / "smoke"
+    cfg = smoke_config(tmp, campaign_corpus(tmp / "corpus"), out)
+    cli = [sys.executable, "-m", "clampdpo"]
+    repo = Path(__file__).resolve().parents[1]
+    with open(tmp / "killed.stderr", "w") as err:
+        proc = subprocess.Popen(
+            cli + ["campaign", "run", "--config", str(cfg)],
+            cwd=repo,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        units = out / "round-01" / "samples" / "units"
+        try:
+            deadline = time.time() + 900
+            while not (units.is_dir() and any(units.glob("unit-*.jsonl"))):
+                assert proc.poll() is None, "the smoke campaign ended before round 1's first sample"
+                assert time.time() < deadline, "timed out waiting for round 1's first sample"
+                time.sleep(0.02)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-round
+            proc.wait()
+    killed = {
+        "units_when_killed": len(list(units.glob("unit-*.jsonl"))),
+        "sampled_when_killed": (out / "markers" / "round-01.sample.json").exists(),
+    }
+    resumed = subprocess.run(
+        cli + ["campaign", "resume", str(out)], capture_output=True, text=True, cwd=repo, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    done = {**killed, "stdout": resumed.stdout, "stderr": resumed.stderr}
+    (tmp / "done.json").write_text(json.dumps(done))
 
 
 def planned_samples(policy: Any, specs: list, sampling: Any = None) -> list[str]:

@@ -1,7 +1,8 @@
-"""Campaigns end to end through the real CLI: tiny everything, one round, on local Ray (and on two nodes).
+"""The smoke campaign end to end through the real CLI: tiny everything, two rounds, on a local Ray.
 
-The smoke campaign trains its own policy, evaluator and judge through the real stack; the kill and cluster
-tests (test_cluster_and_kills.py) start from parts trained in a fixture, so they run beside these.
+The campaign (conftest's ``smoke``, run once a test run) trains its own policy, evaluator and judge through the
+real stack, has its driver killed mid-round and is resumed; these tests check what it left, what the CLI shows
+of it, and the samples the kill interrupted. test_cluster_and_kills.py resumes a two-node twin of it to it.
 """
 
 from __future__ import annotations
@@ -18,27 +19,19 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import campaign_config, campaign_corpus
+from pipelines.campaign.music_metrics import has_music
+from pipelines.campaign.plan import Prompts, round_samples
+from tests.conftest import SMOKE_ROUNDS, SMOKE_SAMPLES, planned_samples
 
 pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
 CLI = [sys.executable, "-m", "clampdpo"]
 REPO = Path(__file__).resolve().parents[2]
+ROUNDS = [f"round-{k:02d}" for k in range(SMOKE_ROUNDS + 1)]
 
 
 def clampdpo(*args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("campaign")
-    corpus = campaign_corpus(tmp / "corpus")
-    out = tmp / "smoke"
-    cfg = campaign_config(tmp, corpus, out, unit_size=2)
-    result = clampdpo("campaign", "run", "--config", str(cfg))
-    assert result.returncode == 0, result.stderr[-4000:]
-    return {"tmp": tmp, "corpus": corpus, "out": out, "stdout": result.stdout}
 
 
 def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
@@ -49,25 +42,12 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
     for start in starts:
         assert "CLaMP [95% CI]" in lines[start + 1] and "judge [95% CI]" in lines[start + 1]
         assert lines[start + 2].split()[0] == "real"  # the group's real held-out pieces on top
-        assert [lines[start + 3].split()[0], lines[start + 4].split()[0]] == ["0", "1"]
-    assert "training prompts, round 0 → 1: CLaMP" in stdout and "of the gap closed" in stdout
+        assert [lines[start + 3 + k].split()[0] for k in range(SMOKE_ROUNDS + 1)] == ["0", "1", "2"]
+    assert f"training prompts, round 0 → {SMOKE_ROUNDS}: CLaMP" in stdout and "of the gap closed" in stdout
     markers = {p.stem for p in (out / "markers").glob("*.json")}
-    assert markers == {
-        "corpus",
-        "policy",
-        "evaluator",
-        "judge",
-        "prompts",
-        "real",
-        "round-00.eval",
-        "round-00.report",
-        "round-01.sample",
-        "round-01.score",
-        "round-01.pairs",
-        "round-01.dpo",
-        "round-01.eval",
-        "round-01.report",
-    }
+    set_up = {"corpus", "policy", "evaluator", "judge", "prompts", "real", "round-00.eval", "round-00.report"}
+    steps = ["sample", "score", "pairs", "dpo", "eval", "report"]
+    assert markers == set_up | {f"{r}.{step}" for r in ROUNDS[1:] for step in steps}
     pairs = (out / "round-01" / "pairs.jsonl").read_text().splitlines()
     head = json.loads(pairs[0])
     assert head["format"] == "clampdpo.pairs" and head["candidates"] == 16 and len(pairs) - 1 == head["pairs"] > 0
@@ -113,12 +93,33 @@ def test_smoke_campaign_runs_every_stage_and_prints_the_round_table(smoke):
             for k in ("music/similarity/mean", "music_gain/ci_low", "fidelity/mean", "real/fidelity", "two_sample_auc")
         } <= set(metrics)
     assert 0 <= metrics["train/real/music/similarity"] <= 1
-    per_prompt = json.loads((out / "round-01" / "metrics.json").read_text())["per_prompt_music"]
-    assert len(per_prompt) == 3 and all("fidelity/mean" in v for v in per_prompt.values())
+    for r in ROUNDS:  # every prompt, every round; its fidelity wherever one of its samples has notes
+        per_prompt = json.loads((out / r / "metrics.json").read_text())["per_prompt_music"]
+        scored = [json.loads(x) for x in (out / r / "eval" / "scores" / "scores.jsonl").read_text().splitlines()]
+        with_notes = {row["prompt"] for row in scored if has_music(row)}
+        assert len(per_prompt) == 3 and {p for p, v in per_prompt.items() if "fidelity/mean" in v} == with_notes
+    assert with_notes  # the last round has some
     # the pairs were checked against the real music before DPO, and the verdict says what the numbers say
     pairs_marker = json.loads((out / "markers" / "round-01.pairs.json").read_text())
     assert "pairs/direction" in pairs_marker and set(pairs_marker["pair_checks"]) <= set(per_prompt)
     assert "  verdict: " in stdout
+
+
+def test_driver_killed_mid_round_resumes_to_the_planned_samples(smoke):
+    out = smoke["out"]
+    specs = round_samples(Prompts.from_dict(json.loads((out / "prompts.json").read_text())).train, 1, SMOKE_SAMPLES, 0)
+    assert 1 <= smoke["units_when_killed"] < len(specs) // 2 and not smoke["sampled_when_killed"]
+    rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [s.id for s in specs]  # every sample once, in plan order
+    policy = json.loads((out / "markers" / "policy.json").read_text())["policy"]
+    assert [r["text"] for r in rows] == planned_samples(policy, specs)  # as generated in one process, here
+    # the resumed driver ran the rest, its trainer group standing from round 1 to the last
+    dpos = [json.loads((out / "markers" / f"{r}.dpo.json").read_text()) for r in ROUNDS[1:]]
+    assert dpos[0]["trainer/start_seconds"] > 0 and all(d["trainer/start_seconds"] == 0 for d in dpos[1:])
+    # the resume trained nothing again: the set-up stages and round 0 were done when the driver died
+    for stage in ("policy", "evaluator", "judge", "real", "round-00/eval"):
+        assert f"stage {stage}: done already" in smoke["stderr"]
+    assert "stage round-01/sample ..." in smoke["stderr"]
 
 
 def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
@@ -128,13 +129,14 @@ def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
     parent = client.get_run(state["parent_run_id"])
     assert parent.data.tags["clampdpo.stage"] == "campaign" and parent.info.status == "FINISHED"
     assert parent.data.params["dpo.loss_type"] == "dpop" and parent.data.params["dpo.beta"] == "0.1"
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "train/clamp/mean")] == [0, 1]
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "heldout/judge/ci_low")] == [0, 1]
+    every_round = list(range(SMOKE_ROUNDS + 1))
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "train/clamp/mean")] == every_round
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "heldout/judge/ci_low")] == every_round
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_stage: dict[str, list] = {}
     for run in children:
         by_stage.setdefault(run.data.tags["clampdpo.stage"], []).append(run)
-    assert sorted(r.info.run_name for r in by_stage["round"]) == ["round-00", "round-01"]
+    assert sorted(r.info.run_name for r in by_stage["round"]) == ROUNDS
     assert len(by_stage["sft"]) == 1 and len(by_stage["evaluator"]) == 2  # the evaluator and the judge
     round1 = next(r for r in by_stage["round"] if r.info.run_name == "round-01")
     assert len(client.get_metric_history(round1.info.run_id, "rewards/margins")) >= 1  # per training step
@@ -147,18 +149,20 @@ def test_smoke_campaign_mlflow_parent_child_runs_artifacts_and_registry(smoke):
     assert any(".worst." in p and p.endswith(".abc") for p in heldout)
     assert any(p.endswith(".mid") for p in heldout)  # valid pieces are rendered to MIDI
     versions = client.search_model_versions("name = 'clampdpo-policy'")
-    assert sorted(v.tags["round"] for v in versions) == ["0", "1"]
+    assert sorted(v.tags["round"] for v in versions) == [str(k) for k in every_round]
     model = client.get_registered_model("clampdpo-policy")
-    assert {"best", "round-00", "round-01"} <= set(model.aliases)
+    assert {"best", *ROUNDS} <= set(model.aliases)
 
 
 def test_status_compare_and_rerun_of_a_finished_campaign(smoke, tmp_path):
     out = smoke["out"]
     status = clampdpo("campaign", "status", str(out))
-    assert status.returncode == 0 and "14/14 stages done" in status.stdout and "CLaMP [95% CI]" in status.stdout
+    stages = 8 + 6 * SMOKE_ROUNDS  # set-up and round 0, then six a round
+    assert status.returncode == 0 and f"{stages}/{stages} stages done" in status.stdout
+    assert "CLaMP [95% CI]" in status.stdout
     png = tmp_path / "cmp.png"
     cmp_ = clampdpo("campaign", "compare", str(out), str(out), "--plot", str(png))
-    assert cmp_.returncode == 0 and "training prompts, round 0 → 1" in cmp_.stdout
+    assert cmp_.returncode == 0 and f"training prompts, round 0 → {SMOKE_ROUNDS}" in cmp_.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = clampdpo("campaign", "resume", str(out))  # nothing left to do: no stage runs twice
     assert again.returncode == 0, again.stderr[-3000:]
@@ -216,8 +220,9 @@ def test_ui_opens_on_the_campaign_runs_and_sigterm_stops_the_whole_server(smoke,
         if CHROMIUM:  # the runs page the command names, in the model-training view: the campaign's parent run
             url = f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs?workflowType=machine_learning"
             page = open_page(url, tmp_path / "ui.png", wait_ms=20000)
-            # the parent run, its children (sft, evaluator, judge, round-00, round-01) nested under it
-            assert "campaign-smoke" in page.dom and re.search(r"<strong>6</strong> matching runs", page.dom)
+            # the parent run, its children (sft, evaluator, judge, one per round) nested under it
+            runs = 4 + SMOKE_ROUNDS + 1
+            assert "campaign-smoke" in page.dom and re.search(rf"<strong>{runs}</strong> matching runs", page.dom)
     finally:
         proc.send_signal(signal.SIGTERM)  # to the command only, as a job manager sends it
         proc.wait(timeout=60)
@@ -246,8 +251,8 @@ def test_report_shows_and_plays_the_campaign_offline_in_a_real_browser(smoke, tm
     page = open_page(out / "report.html", tmp_path / "report.png")
     assert not [ln for ln in page.console if "rror" in ln or "Uncaught" in ln], page.console
     pieces = page.dom.count('class="piece"')
-    # 3 prompts × best / median / worst × rounds 0-1, and 2 chosen / rejected pairs
-    assert pieces == 3 * 3 * 2 + 2 * 2
+    # 3 prompts × best / median / worst × every round, and 2 chosen / rejected pairs a trained round
+    assert pieces == 3 * 3 * (SMOKE_ROUNDS + 1) + SMOKE_ROUNDS * 2 * 2
     scores = [s[: s.find("</svg>")] for s in page.dom.split('class="score"')[1:]]
     engraved = len(scores)
     placeholders = page.dom.count('class="placeholder"')
@@ -292,28 +297,3 @@ def _sound_and_downloads(page: str) -> None:
             assert music21.converter.parseData(xml, format="musicxml").parts  # a listed piece may hold only rests
         else:
             assert music21.converter.parseData(raw, format="midi" if name.endswith(".mid") else "musicxml").parts
-
-
-def test_another_seed_takes_the_trained_parts_from_a_relative_cache(smoke):
-    # the README's second command: seed 1 reuses the policy, evaluator and judge of seed 0 from campaign.cache_dir,
-    # here given relative to where the command runs (Ray's workers run elsewhere: paths must not stay relative)
-    import yaml
-
-    tmp = smoke["tmp"]
-    cfg = yaml.safe_load((tmp / "smoke.yaml").read_text())
-    cfg["campaign"]["cache_dir"] = "cache"
-    cfg["campaign"]["out_dir"] = "seed1"
-    (tmp / "seed1.yaml").write_text(yaml.safe_dump(cfg))
-    res = subprocess.run(
-        # (no pieces or report.html: the smoke campaign's report is looked at in a browser above)
-        CLI
-        + ["campaign", "run", "--config", "seed1.yaml", "--set", "campaign.seed=1", "--set", "campaign.report_every=0"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp,
-    )
-    assert res.returncode == 0, res.stderr[-4000:]
-    assert res.stderr.count("trained before on this corpus with this config") == 3  # policy, evaluator, judge
-    assert "music statistics of the corpus: measured before" in res.stderr
-    assert (tmp / "seed1" / "round-01" / "dpo" / "policy" / "model.safetensors").is_file()

@@ -1,20 +1,17 @@
-"""Kills, on one node and on two: a campaign resumes to exactly the samples and scores its plan asks for.
+"""A two-node campaign with every role killed resumes to exactly the samples, scores and losses of one node.
 
-On one node (a local Ray the driver starts) the driver is killed mid-round; resumed, its samples are the ones
-generated here, in this process, from the plan's seeds: an oracle independent of the campaign's actors and
-work units. Its DPO and later rounds run calmly.
-
-On a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback only) the same campaign has each
-long-lived role killed in turn — a sampler, a scorer, a trainer rank, then the driver with its trainer group
-standing — and resumes to the one-node campaign: every sample's id and text, every score, every DPO step's
-loss in MLflow. On the cluster every role has cores of its own, scoring runs alongside sampling and each
+On a two-node Ray cluster (two ``ray start`` nodes on this machine, loopback only) the smoke campaign's twin has
+each long-lived role killed in turn — a sampler, a scorer, a trainer rank, then the driver with its trainer group
+standing — and resumes to the smoke campaign (conftest's ``smoke``: one node, its driver killed mid-round, its
+samples checked against generation in the test's process): every sample's id and text, every score, every DPO
+step's loss in MLflow. On the cluster every role has cores of its own, scoring runs alongside sampling and each
 round's weights are broadcast from the trainer into the samplers on both nodes; on one node the roles share
 cores and take turns, and weights go through the object store. The roles are found among the processes of the
 cluster's own nodes, by the titles Ray gives its actors.
 
-(One campaign on each side proves all of it: the driver kill, the role kills and the cluster each had a
-campaign and a calm twin of their own before. Neither writes reports (``report_every: 0``): the smoke
-campaign and the in-process driver tests check those.)
+The twin is also the second campaign on a corpus: it runs where the smoke campaign's folder is and names its
+``campaign.cache_dir`` relatively, so it takes the policy, evaluator, judge and the corpus's music statistics
+from the smoke campaign's cache (Ray's workers run elsewhere: the paths they get must not stay relative).
 """
 
 from __future__ import annotations
@@ -34,38 +31,24 @@ import psutil
 import pytest
 import yaml
 
-from pipelines.campaign.plan import Prompts, round_samples
-from tests.conftest import campaign_config, campaign_rows, planned_samples
+from tests.conftest import SMOKE_ROUNDS, campaign_rows
 
 pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
 CLI = [sys.executable, "-m", "clampdpo"]
 REPO = Path(__file__).resolve().parents[2]
-ROUNDS = 2
-SAMPLES = 8  # a prompt's candidates a round: its best and worst quarter make its pairs (at most 4)
 
 
-def _config(tmp: Path, parts: dict, out: Path, channel: str) -> Path:
-    path = campaign_config(
-        tmp,
-        parts["corpus"],
-        out,
-        rounds=ROUNDS,
-        unit_size=2,
-        samples_per_prompt=SAMPLES,
-        use_judge=False,
-        num_samplers=2,
-        num_scorers=1,
-        policy_from=str(parts["policy"]),
-        evaluator_from=str(parts["evaluator"]),
-        weight_channel=channel,
+def _config(smoke: dict, out: Path) -> str:
+    """The smoke campaign's config with its cache named relative to the smoke campaign's folder (where the twin
+    runs) and weights broadcast; the file's name, relative to that folder."""
+    cfg = yaml.safe_load(smoke["config"].read_text())
+    # no pieces or report.html: seconds a round, and the smoke campaign's are checked
+    cfg["campaign"].update(
+        {"out_dir": str(out), "cache_dir": "cache", "weight_channel": "broadcast", "report_every": 0}
     )
-    cfg = yaml.safe_load(path.read_text())
-    # a checkpoint every step, so the trainer is killed between two; music21's reader gives scoring some length
-    cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_music21_reads": True})
-    cfg["campaign"]["report_every"] = 0  # no pieces or report.html: seconds a round, and checked elsewhere
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    (smoke["tmp"] / "two-node.yaml").write_text(yaml.safe_dump(cfg))
+    return "two-node.yaml"
 
 
 def _free_port() -> int:
@@ -172,74 +155,37 @@ def _marker(folder: Path, stage: str) -> dict:
     return json.loads((folder / "markers" / f"{stage.replace('/', '.')}.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def one_node(tiny_parts, tmp_path_factory):
-    """The campaign on a local Ray, its driver killed (with the Ray it started) once round 1 has sampled a unit,
-    then resumed; how many of round 1's units it had when killed."""
-    tmp = tmp_path_factory.mktemp("one-node")
-    out = tmp / "one-node"
-    proc = subprocess.Popen(
-        CLI + ["campaign", "run", "--config", str(_config(tmp, tiny_parts, out, "object_store"))],
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    units = out / "round-01" / "samples" / "units"
-    try:
-        _wait_for(proc, lambda: units.is_dir() and any(units.glob("unit-*.jsonl")), "round 1's first sample")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-round
-        proc.wait()
-    done_units = len(list(units.glob("unit-*.jsonl")))
-    sampled = (out / "markers" / "round-01.sample.json").exists()
-    resumed = subprocess.run(
-        CLI + ["campaign", "resume", str(out)], capture_output=True, text=True, cwd=REPO, timeout=900
-    )
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
-    return {"out": out, "units_when_killed": done_units, "sampled_when_killed": sampled}
-
-
-def test_driver_killed_mid_round_resumes_to_the_planned_samples(one_node, tiny_parts):
-    out = one_node["out"]
-    assert 1 <= one_node["units_when_killed"] < 3 * SAMPLES // 2 and not one_node["sampled_when_killed"]
-    rows = [json.loads(x) for x in (out / "round-01" / "samples" / "samples.jsonl").read_text().splitlines()]
-    specs = round_samples(Prompts.from_dict(json.loads((out / "prompts.json").read_text())).train, 1, SAMPLES, 0)
-    assert [r["id"] for r in rows] == [s.id for s in specs]  # every sample once, in plan order
-    assert [r["text"] for r in rows] == planned_samples(tiny_parts["policy"], specs)  # as in one process
-    assert (out / "markers" / f"round-{ROUNDS:02d}.eval.json").is_file()  # and the rest of the campaign ran
-
-
-def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_one_node_campaign(one_node, tiny_parts, tmp_path):
-    one_dir, killed_dir = one_node["out"], tmp_path / "killed"
+def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_one_node_campaign(smoke_campaign, tmp_path):
+    # the smoke campaign's parts, trained (on the other xdist worker, whose rounds run alongside this campaign)
+    smoke, killed_dir = smoke_campaign.set_up(), tmp_path / "killed"
 
     # a test cluster on loopback: no token (Ray ≥ 2.5x asks every node and driver for one by default)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     address, nodes = _cluster(env)
     try:
-        cfg = _config(tmp_path, tiny_parts, killed_dir, "broadcast")
-        proc = subprocess.Popen(
-            CLI + ["campaign", "run", "--config", str(cfg), "--ray-address", address],
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        r1 = killed_dir / "round-01"
-        try:
-            _wait_for(proc, lambda: any((r1 / "samples" / "units").glob("unit-*.jsonl")), "round 1's first sample")
-            _kill_role(nodes, "SamplerActor")
-            _wait_for(proc, lambda: any((r1 / "scores" / "units").glob("unit-*.jsonl")), "round 1's first score")
-            _kill_role(nodes, "ScorerActor")
-            _wait_for(proc, lambda: (r1 / "dpo" / "checkpoints" / "latest").is_file(), "round 1's first checkpoint")
-            _kill_role(nodes, "DPOWorker")
-            eval_units = r1 / "eval" / "samples" / "units"
-            _wait_for(proc, lambda: any(eval_units.glob("unit-*.jsonl")), "round 1's first evaluation sample")
-        finally:
-            # the driver, mid-round with its trainer group standing (its actors go with its job)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        with open(tmp_path / "run.stderr", "w") as err:
+            proc = subprocess.Popen(
+                CLI + ["campaign", "run", "--config", _config(smoke, killed_dir), "--ray-address", address],
+                cwd=smoke["tmp"],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+            r1 = killed_dir / "round-01"
+            try:
+                _wait_for(proc, lambda: any((r1 / "samples" / "units").glob("unit-*.jsonl")), "round 1's first sample")
+                _kill_role(nodes, "SamplerActor")
+                _wait_for(proc, lambda: any((r1 / "scores" / "units").glob("unit-*.jsonl")), "round 1's first score")
+                _kill_role(nodes, "ScorerActor")
+                _wait_for(proc, lambda: (r1 / "dpo" / "checkpoints" / "latest").is_file(), "round 1's first checkpoint")
+                _kill_role(nodes, "DPOWorker")
+                eval_units = r1 / "eval" / "samples" / "units"
+                _wait_for(proc, lambda: any(eval_units.glob("unit-*.jsonl")), "round 1's first evaluation sample")
+            finally:
+                # the driver, mid-round with its trainer group standing (its actors go with its job)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         assert not (killed_dir / "markers" / "round-01.eval.json").exists()
         resumed = subprocess.run(
             CLI + ["campaign", "resume", str(killed_dir), "--ray-address", address],
@@ -252,6 +198,16 @@ def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_one_node_camp
         assert resumed.returncode == 0, resumed.stderr[-4000:]
     finally:
         _stop(nodes)
+
+    # the second campaign on this corpus: its set-up is the smoke campaign's, from the cache named relatively,
+    # and what the workers were given is where it is
+    first_run = (tmp_path / "run.stderr").read_text()
+    assert first_run.count("trained before on this corpus with this config") == 3  # policy, evaluator, judge
+    assert "music statistics of the corpus: measured before" in first_run
+    policy = Path(_marker(killed_dir, "policy")["policy"])
+    assert policy.is_absolute() and policy.is_relative_to(smoke["tmp"] / "cache")
+
+    one_dir = smoke_campaign.result()["out"]  # the smoke campaign, finished
 
     # each kill really cost a unit or a group, and was recovered from
     sample, score = _marker(killed_dir, "round-01/sample"), _marker(killed_dir, "round-01/score")
@@ -266,9 +222,9 @@ def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_one_node_camp
     assert _losses(killed_dir, 1) == _losses(one_dir, 1) and len(_losses(one_dir, 1)) == dpo["steps"]
 
     # everything sampled and scored equals the one-node campaign's (whose round 1 is the plan's, as generated
-    # in this process: test_driver_killed_mid_round_resumes_to_the_planned_samples)
+    # in the test's process: test_campaign.py's test_driver_killed_mid_round_resumes_to_the_planned_samples)
     one_rows, killed_rows = campaign_rows(one_dir), campaign_rows(killed_dir)
-    assert sorted(one_rows) == sorted(killed_rows) and len(one_rows) == 2 + 4 * ROUNDS
+    assert sorted(one_rows) == sorted(killed_rows) and len(one_rows) == 2 + 4 * SMOKE_ROUNDS
     for path, rows in one_rows.items():
         assert killed_rows[path] == rows, f"{path} differs from the one-node campaign"
     assert {r["policy_version"] for r in one_rows["round-02/samples/samples.jsonl"]} == {1}
