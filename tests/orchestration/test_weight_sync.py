@@ -2,7 +2,8 @@
 round's policy goes from the trainer's rank 0 straight into the samplers' models, which then generate exactly
 what the published weights generate, without fetching anything. A restarted sampler makes the driver form
 the group again; a push that cannot happen (the trainer gone) leaves the samplers to the object store, and
-the samples are the same; after two such failures in a row the channel stops pushing."""
+the samples are the same; after two such failures in a row the channel stops pushing. The trainer keeps the
+starting policy as its reference (``dpo.reference: initial``): round 2 starts ahead of it."""
 
 from __future__ import annotations
 
@@ -85,19 +86,24 @@ def _restart(actor, timeout: float = 120.0) -> None:
 def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray, tmp_path):
     policy0 = tmp_path / "policy0"
     tiny_policy().save_pretrained(policy0)
-    cfg = DPORoundConfig(batch_pairs=2, epochs=1, lr=1e-3)
-    group = TrainerGroup(TrainerSpec(cfg, "fp32", str(policy0), 0, None), 1, Reservation(0.5, 0.0, True), threads=1)
+    # trained against the starting policy every round (reference: initial), which this group also checks
+    cfg = DPORoundConfig(loss_type="dpop", batch_pairs=2, epochs=2, lr=1e-3, reference="initial")
+    spec = TrainerSpec(cfg, "fp32", str(policy0), 0, reference_dir=str(policy0))
+    group = TrainerGroup(spec, 1, Reservation(0.5, 0.0, True), threads=1)
     half = Resources(cpus=0.5, threads=1)
     pool = ActorPool(SamplerActor, 2, (SAMPLING, half), half, max_restarts=2, max_unit_retries=2, name="samplers")
     channel = BroadcastChannel(lambda: group.ranks[0] if group.ranks else None, lambda: list(pool.actors))
     try:
         _generate(pool, ObjectStoreChannel().publish(PolicyWeights.load(policy0, 0), 0), 0)  # both hold version 0
 
+        summaries = []
+
         def round_(k: int) -> tuple[object, PolicyWeights]:
             job = RoundJob(
                 k, write_round_pairs(tmp_path / f"pairs-{k}.jsonl", k), str(tmp_path / f"round-{k}"), "", None, True
             )
-            _, ref = group.train(job)
+            summary, ref = group.train(job)
+            summaries.append(summary)
             return channel.publish(ref, k), ray.get(ref)
 
         # round 1: the group is formed and the weights pushed; the samplers fetch nothing for their units
@@ -119,6 +125,10 @@ def test_weights_pushed_from_the_trainer_into_the_samplers_each_round(local_ray,
         assert channel.last["weights/transport"] == "gloo" and channel.last["weights/group_formed"] == 1
         assert [_held(a)[1] for a in pool.actors] == [{"pushed": 2, "fetched": 1}, {"pushed": 1, "fetched": 0}]
         assert {i: r["text"] for i, r in _generate(pool, handle, 2).items()} == _oracle(weights, 2)
+        # the reference stays the starting policy: round 2 begins with the margin round 1 ended near, not at 0
+        one, two = summaries
+        assert one["first/rewards/margins"] == pytest.approx(0.0, abs=0.01)
+        assert two["first/rewards/margins"] > 0.5 * one["rewards/margins"] > 0
 
         # round 3 with the same members: the group stands and is only used
         handle, weights = round_(3)
