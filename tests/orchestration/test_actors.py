@@ -58,16 +58,25 @@ def _policy() -> NotaGenForCausalLM:
     )
 
 
-def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_ray):
+SAMPLING = SamplingConfig(max_patches=24, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def pool(local_ray):
+    """Two sampler actors of a core each (their start-up is most of a test's time: one pool serves both)."""
+    one_cpu = Resources(cpus=1)
+    pool = ActorPool(SamplerActor, 2, (SAMPLING, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2, name="samplers")
+    yield pool
+    pool.shutdown()
+
+
+def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(pool):
     units = _units(ObjectStoreChannel().publish(PolicyWeights.of(_policy(), 4), 4))
-    sampling, one_cpu = SamplingConfig(max_patches=24, batch_size=2), Resources(cpus=1)
 
     # what the units ask for, generated here in one process (an oracle outside the pool)
-    expected = {s.id: text for s, text in zip(_specs(), planned_samples(_policy(), _specs(), sampling))}
+    expected = {s.id: text for s, text in zip(_specs(), planned_samples(_policy(), _specs(), SAMPLING))}
 
-    pool = ActorPool(SamplerActor, 2, (sampling, one_cpu), one_cpu, max_restarts=2, max_unit_retries=2, name="killed")
     got = _run_killing_both_after_the_first_unit(pool, units)
-    pool.shutdown()
 
     assert pool.stats.actor_failures >= 1 and pool.stats.retried >= 1  # a unit really was lost and redone
     assert sorted(got) == sorted(expected) and len(got) == 12
@@ -75,12 +84,10 @@ def test_killed_sampler_actor_still_yields_exactly_the_requested_samples(local_r
     assert {r["policy_version"] for r in got.values()} == {4}  # every sample says which policy made it
 
 
-def test_a_sampler_refuses_weights_of_another_version_than_its_unit(local_ray):
+def test_a_sampler_refuses_weights_of_another_version_than_its_unit(pool):
     channel = ObjectStoreChannel()
     handle = channel.publish(PolicyWeights.of(_policy(), 1), 1)
     stale = {"version": 2, "ref": handle["ref"]}  # a unit of round 2 handed round 1's weights
-    one_cpu = Resources(cpus=1)
-    pool = ActorPool(SamplerActor, 1, (SamplingConfig(max_patches=8), one_cpu), one_cpu, 0, 0, name="stale")
     with pytest.raises(ray.exceptions.RayTaskError, match="holds policy version 1, but the work is for version 2"):
         pool.run(_units(stale)[:1], "generate", lambda name, rows: None)
-    pool.shutdown()
+    assert pool.stats.retried == 0  # the unit's own error, not a lost actor: raised, never run again
