@@ -22,10 +22,12 @@ from filelock import FileLock
 
 # ---------------------------------------------------------------------------- test order
 
-# The files that wait longest on Ray, DeepSpeed and subprocess start-up, longest first. Run first, they overlap
-# with the many quick files on the other worker (pytest -n 2 --dist loadfile --no-loadscope-reorder) instead of
-# ending the run alone. The two-node test starts once the smoke campaign (test_campaign's, on the other worker)
-# has trained its parts, and runs beside its rounds: two files ahead of it leave that time.
+# The files that take longest, longest first (xdist hands out files in this order: pytest -n 2 --dist loadfile
+# --no-loadscope-reorder). The end-to-end files, mostly waiting on Ray, DeepSpeed and subprocess start-up, run
+# first and overlap with the many quick files on the other worker; the run then ends on files of a second or
+# less, so neither worker finishes long before the other. The two-node test starts once the smoke campaign
+# (test_campaign's, on the other worker) has trained its parts, and runs beside its rounds: two files ahead of
+# it leave that time.
 SLOW_FIRST = (
     "test_campaign.py",
     "test_trainer_group.py",
@@ -35,6 +37,14 @@ SLOW_FIRST = (
     "test_actors.py",
     "test_campaign_driver.py",
     "test_cli.py",
+    "test_train_evaluator.py",
+    "test_fuzz_readers.py",
+    "test_loopback.py",
+    "test_stage_names.py",
+    "test_suite_rules.py",
+    "test_hostile_inputs.py",
+    "test_sampling.py",
+    "test_model_and_features.py",
 )
 
 
