@@ -460,8 +460,8 @@ def smoke_config(tmp: Path, corpus: Path, out: Path, **campaign: object) -> Path
         **campaign,
     )
     cfg = yaml.safe_load(path.read_text())
-    # a checkpoint every step, so a trainer can be killed between two; music21's reader gives scoring some length
-    cfg["dpo"].update({"checkpoint_every": 1, "epochs": 3, "require_music21_reads": True})
+    # DPO long enough that a trainer can be killed mid-round; music21's reader gives scoring some length
+    cfg["dpo"].update({"epochs": 3, "require_music21_reads": True})
     path.write_text(yaml.safe_dump(cfg))
     return path
 

@@ -43,6 +43,7 @@ def _config(smoke: dict, out: Path) -> str:
     """The smoke campaign's config with its cache named relative to the smoke campaign's folder (where the twin
     runs) and weights broadcast; the file's name, relative to that folder."""
     cfg = yaml.safe_load(smoke["config"].read_text())
+    cfg["dpo"]["checkpoint_every"] = 1  # so the trainer is killed between two (the smoke campaign's DPO keeps none)
     # no pieces or report.html: seconds a round, and the smoke campaign's are checked
     cfg["campaign"].update(
         {"out_dir": str(out), "cache_dir": "cache", "weight_channel": "broadcast", "report_every": 0}
