@@ -683,19 +683,13 @@ def open_page(path: Path | str, screenshot: Path, width: int = 1400, height: int
         # a file opens with no network at all; a page served here keeps the machine's loopback, and nothing else
         # (every other host resolves nowhere, every proxied request goes to a closed port)
         offline = _offline_prefix() if not isinstance(path, str) else []
-        dom = subprocess.run(
-            offline + [CHROMIUM, *flags, "--dump-dom", url],
+        # one load gives both: the DOM on stdout and the screenshot, each once the virtual time has run out
+        run = subprocess.run(
+            offline + [CHROMIUM, *flags, "--dump-dom", f"--screenshot={screenshot}", url],
             capture_output=True,
             text=True,
             timeout=300,
             env=env,
         )
-        shot = subprocess.run(
-            offline + [CHROMIUM, *flags, f"--screenshot={screenshot}", url],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-    console = [ln for ln in (dom.stderr + shot.stderr).splitlines() if re.search(r"CONSOLE|Uncaught", ln)]
-    return Page(dom.stdout, console, screenshot)
+    console = [ln for ln in run.stderr.splitlines() if re.search(r"CONSOLE|Uncaught", ln)]
+    return Page(run.stdout, console, screenshot)
