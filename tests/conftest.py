@@ -521,10 +521,20 @@ def smoke(smoke_campaign: SmokeCampaign) -> dict:
     return smoke_campaign.result()
 
 
+def wait_for(proc: subprocess.Popen, ready: Any, what: str, timeout: float = 600) -> None:
+    """Until ``ready()``, while the campaign ``proc`` runs: the moment a test kills something in it."""
+    import time
+
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the campaign ended before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def _run_smoke(tmp: Path) -> None:
     import signal
     import sys
-    import time
 
     tmp.mkdir(parents=True)
     out = tmp / "smoke"
@@ -541,11 +551,7 @@ def _run_smoke(tmp: Path) -> None:
         )
         units = out / "round-01" / "samples" / "units"
         try:
-            deadline = time.time() + 900
-            while not (units.is_dir() and any(units.glob("unit-*.jsonl"))):
-                assert proc.poll() is None, "the smoke campaign ended before round 1's first sample"
-                assert time.time() < deadline, "timed out waiting for round 1's first sample"
-                time.sleep(0.02)
+            wait_for(proc, lambda: units.is_dir() and any(units.glob("unit-*.jsonl")), "round 1's first sample", 900)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-round
             proc.wait()

@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -31,7 +30,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import SMOKE_ROUNDS, campaign_rows
+from tests.conftest import SMOKE_ROUNDS, campaign_rows, wait_for
 
 pytestmark = pytest.mark.e2e  # starts Ray, DeepSpeed or the CLI: `pytest -m 'not e2e'` leaves it out
 
@@ -132,14 +131,6 @@ def _role_pids(nodes: list[subprocess.Popen], title: str) -> list[int]:
     return found
 
 
-def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
-    deadline = time.time() + 600
-    while not ready():
-        assert proc.poll() is None, f"the campaign ended before {what}"
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def _kill_role(nodes: list[subprocess.Popen], title: str) -> None:
     pids = _role_pids(nodes, title)
     assert pids, f"no {title} process on the cluster"
@@ -175,14 +166,14 @@ def test_a_two_node_campaign_with_every_role_killed_resumes_to_the_one_node_camp
             )
             r1 = killed_dir / "round-01"
             try:
-                _wait_for(proc, lambda: any((r1 / "samples" / "units").glob("unit-*.jsonl")), "round 1's first sample")
+                wait_for(proc, lambda: any((r1 / "samples" / "units").glob("unit-*.jsonl")), "round 1's first sample")
                 _kill_role(nodes, "SamplerActor")
-                _wait_for(proc, lambda: any((r1 / "scores" / "units").glob("unit-*.jsonl")), "round 1's first score")
+                wait_for(proc, lambda: any((r1 / "scores" / "units").glob("unit-*.jsonl")), "round 1's first score")
                 _kill_role(nodes, "ScorerActor")
-                _wait_for(proc, lambda: (r1 / "dpo" / "checkpoints" / "latest").is_file(), "round 1's first checkpoint")
+                wait_for(proc, lambda: (r1 / "dpo" / "checkpoints" / "latest").is_file(), "round 1's first checkpoint")
                 _kill_role(nodes, "DPOWorker")
                 eval_units = r1 / "eval" / "samples" / "units"
-                _wait_for(proc, lambda: any(eval_units.glob("unit-*.jsonl")), "round 1's first evaluation sample")
+                wait_for(proc, lambda: any(eval_units.glob("unit-*.jsonl")), "round 1's first evaluation sample")
             finally:
                 # the driver, mid-round with its trainer group standing (its actors go with its job)
                 os.killpg(proc.pid, signal.SIGKILL)
